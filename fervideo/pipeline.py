@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete, insert, select
-from sqlalchemy.orm import sessionmaker
 
 from fervideo import __version__
 from fervideo.emotion import EmotionClassifier, load_classifier

@@ -10,8 +10,13 @@ from fervideo.store.engine import (
 from fervideo.store.models import (
     FRAME_QUALITY_COLUMNS,
     FRAME_TABLE_COLUMNS,
+    AuditEvent,
     Base,
     Frame,
+    PhqHead,
+    PhqLabel,
+    PhqPrediction,
+    SessionFeatures,
     SessionStatus,
     Subject,
     VideoSession,
@@ -19,7 +24,8 @@ from fervideo.store.models import (
 from fervideo.store.queries import frame_table, get_or_create_subject, list_sessions
 
 __all__ = [
-    "FRAME_QUALITY_COLUMNS", "FRAME_TABLE_COLUMNS", "Base", "Frame", "SessionStatus", "Subject",
+    "FRAME_QUALITY_COLUMNS", "FRAME_TABLE_COLUMNS", "AuditEvent", "Base", "Frame", "PhqHead", "PhqLabel",
+    "PhqPrediction", "SessionFeatures", "SessionStatus", "Subject",
     "VideoSession", "default_database_url", "frame_table", "get_or_create_subject", "list_sessions",
     "make_engine", "open_database", "schema_revisions", "upgrade_database",
 ]

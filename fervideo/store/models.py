@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from fervideo.labels import CANONICAL_LABELS
@@ -114,6 +114,86 @@ class Frame(Base):
     session: Mapped[VideoSession] = relationship(back_populates="frames")
 
 
+class SessionFeatures(Base):
+    """Named session features (see docs/features.md), one row per session, recomputable."""
+
+    __tablename__ = "session_features"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    feature_version: Mapped[str] = mapped_column(String(32))
+    reliable: Mapped[bool] = mapped_column(Boolean)
+    reliability_notes: Mapped[list] = mapped_column(JSON, default=list)  # why a session is unreliable
+    values: Mapped[dict] = mapped_column(JSON, default=dict)  # feature name -> float (NaN stored as null)
+    transition_matrix: Mapped[list | None] = mapped_column(JSON)  # 7x7, rows = from, canonical order
+
+
+class PhqLabel(Base):
+    """A recorded PHQ-8/PHQ-9 questionnaire result (the ground truth a head learns from)."""
+
+    __tablename__ = "phq_labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="SET NULL"), index=True)
+    instrument: Mapped[str] = mapped_column(String(8))  # "PHQ-8" or "PHQ-9"
+    total: Mapped[int] = mapped_column(Integer)
+    items: Mapped[dict | None] = mapped_column(JSON)  # item name -> 0..3, when given
+    administered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    source_file: Mapped[str | None] = mapped_column(Text)
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PhqHead(Base):
+    """A trained PHQ regression head. Its parameters live in files (JSON + npz, no pickle) at `path`."""
+
+    __tablename__ = "phq_heads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    instrument: Mapped[str] = mapped_column(String(8))
+    feature_source: Mapped[str] = mapped_column(String(32))  # "video" or "openface": never mixed
+    classifier_name: Mapped[str] = mapped_column(String(128))
+    classifier_sha256: Mapped[str] = mapped_column(String(64))
+    n_subjects: Mapped[int] = mapped_column(Integer)
+    n_sessions: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class PhqPrediction(Base):
+    """A PHQ *estimate* for one session by one head: never a diagnosis, never item 9."""
+
+    __tablename__ = "phq_predictions"
+    __table_args__ = (UniqueConstraint("session_id", "head_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    head_id: Mapped[int] = mapped_column(ForeignKey("phq_heads.id", ondelete="CASCADE"), index=True)
+    estimate: Mapped[float] = mapped_column(Float)
+    lower: Mapped[float] = mapped_column(Float)
+    upper: Mapped[float] = mapped_column(Float)
+    coverage: Mapped[float] = mapped_column(Float)  # nominal coverage of [lower, upper], e.g. 0.9
+    band: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who viewed or downloaded what, and when (written by the dashboard, its only write)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    user: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. "view_session", "download_frames_csv"
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="SET NULL"))
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id", ondelete="SET NULL"))
+    detail: Mapped[dict | None] = mapped_column(JSON)
+
+
 # The per-label columns above must be exactly the canonical labels, in order.
 assert tuple(c for c in Frame.__table__.columns.keys() if c in CANONICAL_LABELS) == CANONICAL_LABELS
 
@@ -123,6 +203,6 @@ FRAME_TABLE_COLUMNS: tuple[str, ...] = (
 FRAME_QUALITY_COLUMNS: tuple[str, ...] = ("face_size", "sharpness", "yaw")
 
 __all__ = [
-    "Base", "Frame", "FRAME_QUALITY_COLUMNS", "FRAME_TABLE_COLUMNS", "SessionStatus", "Subject",
-    "VideoSession",
+    "AuditEvent", "Base", "Frame", "FRAME_QUALITY_COLUMNS", "FRAME_TABLE_COLUMNS", "PhqHead", "PhqLabel",
+    "PhqPrediction", "SessionFeatures", "SessionStatus", "Subject", "VideoSession",
 ]

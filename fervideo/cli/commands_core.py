@@ -1,52 +1,19 @@
-"""`fervideo ...` subcommands. Thin: parse arguments, call the library, print. Errors a user can
-cause (FervideoError) are printed as one line without a traceback and exit non-zero."""
+"""Core commands: process, sessions, models, db upgrade, version."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fervideo import __version__
+from fervideo.cli.app import DbOption, app, console, db_app, err_console
 from fervideo.errors import FervideoError
 from fervideo.labels import CANONICAL_LABELS
-
-app = typer.Typer(
-    help="Facial-expression timelines, session affect measures and PHQ estimates from session recordings.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-
-console = Console()
-err_console = Console(stderr=True)
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", envvar="FERVIDEO_DB", help="SQLAlchemy URL or SQLite path [default: ~/.local/share/fervideo/fervideo.sqlite]"),
-]
-
-
-@app.callback()
-def _root(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")] = False,
-) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-    )
 
 
 # --------------------------------------------------------------------------------------------- process
@@ -182,24 +149,3 @@ def db_upgrade(db: DbOption = None) -> None:
 def version() -> None:
     """Print the package version."""
     console.print(__version__)
-
-
-def main() -> None:
-    """Console entry point: one-line errors for problems the user can fix, no tracebacks."""
-    try:
-        app(standalone_mode=False)
-    except FervideoError as error:
-        err_console.print(f"[red]error:[/red] {error}", highlight=False)
-        sys.exit(error.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        err_console.print("interrupted")
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,3 @@
+from fervideo.cli import main
+
+main()
