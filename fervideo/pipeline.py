@@ -43,6 +43,8 @@ from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, V
 
 log = logging.getLogger(__name__)
 
+# Frame-table quality column -> key in FaceBatch.quality.
+QUALITY_SOURCE_KEYS = {"face_size": "face_size", "sharpness": "sharpness", "yaw": "yaw_proxy"}
 ProgressCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned)
 
 
@@ -109,10 +111,9 @@ def frame_rows(chunk: FrameChunk, faces: FaceBatch, probs: np.ndarray, scale: fl
     for column, values in zip(CANONICAL_LABELS, full_probs.T, strict=True):
         table[column] = values
     for column in FRAME_QUALITY_COLUMNS:
-        values = faces.quality.get(column, np.full(len(found), np.nan))
+        values = faces.quality.get(QUALITY_SOURCE_KEYS[column], np.full(len(found), np.nan))
         table[column] = np.where(found, values, np.nan)
-    if "face_size" in faces.quality:
-        table["face_size"] *= scale
+    table["face_size"] *= scale
     return table
 
 

@@ -65,7 +65,9 @@ def face_crops(images: list[np.ndarray]) -> tuple[np.ndarray, str]:
 def keras_outputs(keras_python: str, hdf5: Path, x_nhwc: np.ndarray) -> dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
         np.save(f"{tmp}/x.npy", x_nhwc)
-        subprocess.run([keras_python, "-c", KERAS_REFERENCE, str(hdf5), f"{tmp}/x.npy", f"{tmp}/out.npz"], check=True)
+        subprocess.run(
+            [keras_python, "-c", KERAS_REFERENCE, str(hdf5), f"{tmp}/x.npy", f"{tmp}/out.npz"], check=True
+        )
         with np.load(f"{tmp}/out.npz") as out:
             return {key: out[key] for key in out.files}
 
@@ -77,7 +79,9 @@ def check_faithfulness(classifier, keras_python: str, photo_inputs: torch.Tensor
     with torch.inference_mode():
         logits = classifier.model(x).numpy()
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-    reference = keras_outputs(keras_python, SHARED / "weights" / "fer2013_mini_xception.hdf5", x.permute(0, 2, 3, 1).numpy())
+    reference = keras_outputs(
+        keras_python, SHARED / "weights" / "fer2013_mini_xception.hdf5", x.permute(0, 2, 3, 1).numpy()
+    )
     print(f"faithfulness vs Keras on {len(x)} inputs (64 uniform-noise + {len(photo_inputs)} face crops):")
     print(f"  max |logit diff| = {np.abs(logits - reference['logits']).max():.3e}")
     print(f"  max |prob diff|  = {np.abs(probs - reference['probs']).max():.3e}")
@@ -86,12 +90,16 @@ def check_faithfulness(classifier, keras_python: str, photo_inputs: torch.Tensor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keras-python", help="a python with tensorflow + tf_keras; skips the Keras check if absent")
+    parser.add_argument(
+        "--keras-python", help="a python with tensorflow + tf_keras; skips the Keras check if absent"
+    )
     args = parser.parse_args()
     classifier = load_classifier("mini-xception-fer2013", device="cpu")
     crops, how = face_crops([load_photo(name) for name in PHOTOS])
     if args.keras_python:
-        check_faithfulness(classifier, args.keras_python, to_model_input(crops, classifier.config, classifier.device))
+        check_faithfulness(
+            classifier, args.keras_python, to_model_input(crops, classifier.config, classifier.device)
+        )
     probs = classifier.predict(crops)
     print(f"predictions ({how}; labels in canonical order):")
     for (name, expected), row in zip(PHOTOS.items(), probs, strict=True):

@@ -29,8 +29,13 @@ SOURCE = (
 
 def keras_to_torch_names() -> dict[str, str]:
     """Keras layer name -> PyTorch module path, read off the HDF5 model_config's graph."""
-    names = {"conv2d_1": "conv1", "batch_normalization_1": "bn1", "conv2d_2": "conv2",
-             "batch_normalization_2": "bn2", "conv2d_7": "head"}
+    names = {
+        "conv2d_1": "conv1",
+        "batch_normalization_1": "bn1",
+        "conv2d_2": "conv2",
+        "batch_normalization_2": "bn2",
+        "conv2d_7": "head",
+    }
     for i in range(4):
         # Keras numbers layers in creation order: the shortcut conv/BN are created first in each block.
         names[f"conv2d_{i + 3}"] = f"blocks.{i}.shortcut"
@@ -42,18 +47,21 @@ def keras_to_torch_names() -> dict[str, str]:
     return names
 
 
+KERAS_TO_TORCH_WEIGHT = {
+    "kernel:0": "weight",
+    "bias:0": "bias",
+    "depthwise_kernel:0": "depthwise.weight",
+    "pointwise_kernel:0": "pointwise.weight",
+    "gamma:0": "weight",
+    "beta:0": "bias",
+    "moving_mean:0": "running_mean",
+    "moving_variance:0": "running_var",
+}
+
+
 def torch_tensor_name(module: str, keras_weight: str) -> str:
     """Keras weight name -> PyTorch parameter, e.g. depthwise_kernel:0 -> <module>.depthwise.weight."""
-    return module + {
-        "kernel:0": ".weight",
-        "bias:0": ".bias",
-        "depthwise_kernel:0": ".depthwise.weight",
-        "pointwise_kernel:0": ".pointwise.weight",
-        "gamma:0": ".weight",
-        "beta:0": ".bias",
-        "moving_mean:0": ".running_mean",
-        "moving_variance:0": ".running_var",
-    }[keras_weight]
+    return f"{module}.{KERAS_TO_TORCH_WEIGHT[keras_weight]}"
 
 
 def to_torch_layout(keras_weight: str, array: np.ndarray) -> np.ndarray:

@@ -73,11 +73,9 @@ def process(
         db_url=db, model=model, device=device, batch_size=batch_size, sample_fps=fps, landmarks=landmarks
     )
     classifier = processor.classifier
-    note = getattr(classifier, "fallback_reason", None)
-    style = "bold yellow" if note else "bold"
+    # A fallback is also logged as a warning by the registry; the model line is what stays on screen.
+    style = "bold yellow" if classifier.fallback_reason else "bold"
     err_console.print(f"[{style}]emotion model: {classifier.name}[/{style}] ({classifier.source}, on {classifier.device})")
-    if note:
-        err_console.print(f"[bold yellow]{note}[/bold yellow]")
     failures = 0
     for video in videos:
         try:

@@ -38,7 +38,7 @@ def build_model(config: ModelConfig) -> nn.Module:
             raise ModelError(f"{config.architecture} takes RGB input; its sidecar must not set grayscale")
         return ViTTinyFER(config.architecture, num_classes=num_classes)
     raise ModelError(
-        f"unknown classifier architecture {config.architecture!r}; expected {MINI_XCEPTION!r} or a timm ViT name"
+        f"unknown classifier architecture {config.architecture!r}; expected {MINI_XCEPTION!r} or a timm ViT"
     )
 
 

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def _autocast(device: torch.device) -> Iterator[None]:
-    """bf16 autocast on CUDA (fp16 where the GPU lacks bf16); plain fp32 on CPU, where autocast buys little."""
+    """bf16 autocast on CUDA (fp16 where the GPU lacks bf16); plain fp32 on CPU, where it buys little."""
     if device.type != "cuda":
         yield
         return
@@ -73,7 +73,9 @@ class EmotionClassifier:
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] RGB aligned crops -> float32 [N, 7] probabilities in CANONICAL_LABELS order."""
         check_crops(crops)
-        outputs = [self._predict_batch(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
+        outputs = [
+            self._predict_batch(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)
+        ]
         if not outputs:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.concatenate(outputs)
@@ -102,4 +104,6 @@ class EmotionClassifier:
         }
 
     def __repr__(self) -> str:
-        return f"EmotionClassifier(name={self.name!r}, architecture={self.architecture!r}, device={self.device})"
+        return (
+            f"EmotionClassifier(name={self.name!r}, architecture={self.architecture!r}, device={self.device})"
+        )

@@ -100,8 +100,9 @@ def _hub_file(source: ModelSource, local_only: bool) -> Path:
         where = "the Hugging Face cache" if local_only else "the Hugging Face Hub"
         raise ModelError(
             f"{source.name}: {source.filename} from {source.repo_id} is not available from {where} "
-            f"({hub_cache_dir()}); on a connected machine run `hf download {source.repo_id} {source.filename}` "
-            f"and copy the cache over, or pass the file's path as the model"
+            f"({hub_cache_dir()}); on a connected machine run "
+            f"`hf download {source.repo_id} {source.filename}` and copy the cache over, "
+            f"or pass the file's path as the model"
         ) from exc
     return Path(path)
 
@@ -139,7 +140,9 @@ def _local_config(path: Path) -> ModelConfig:
     if sidecar.is_file():
         return read_sidecar(sidecar)
     if path.suffix == ".safetensors":
-        raise ModelError(f"{path} needs a sidecar {sidecar.name} naming its architecture, labels and preprocessing")
+        raise ModelError(
+            f"{path} needs a sidecar {sidecar.name} naming its architecture, labels and preprocessing"
+        )
     return SEED_VIT_CONFIG  # a bare .pth is taken to be in the seed checkpoint's layout
 
 
@@ -148,7 +151,7 @@ def _looks_like_path(model: str) -> bool:
 
 
 def load_classifier(model: str = "auto", device: str = "auto", batch_size: int = 64) -> EmotionClassifier:
-    """Load a classifier by registry name, local checkpoint path, or `auto` (seed if cached, else baseline)."""
+    """Load a classifier by registry name, checkpoint path, or `auto` (seed if cached, else baseline)."""
     torch_device = resolve_device(device)
     fallback_reason = None
     if model == "auto":
@@ -163,10 +166,17 @@ def load_classifier(model: str = "auto", device: str = "auto", batch_size: int =
             raise ModelError(f"model file {path} does not exist")
         config, label, model = _local_config(path), str(path.resolve()), path.stem
     else:
-        raise ModelError(f"unknown model {model!r}; known models: auto, {', '.join(MODELS)}, or a checkpoint path")
+        raise ModelError(
+            f"unknown model {model!r}; known models: auto, {', '.join(MODELS)}, or a checkpoint path"
+        )
     logger.info("emotion classifier %s (%s) from %s on %s", model, config.architecture, path, torch_device)
     return EmotionClassifier.from_file(
-        path, config, name=model, source=label, device=torch_device, batch_size=batch_size,
+        path,
+        config,
+        name=model,
+        source=label,
+        device=torch_device,
+        batch_size=batch_size,
         fallback_reason=fallback_reason,
     )
 
@@ -179,7 +189,7 @@ def _choose_auto() -> tuple[str, str | None]:
     reason = (
         f"seed classifier {SEED_MODEL} ({seed.location}) is not in the Hugging Face cache {hub_cache_dir()}; "
         f"using the bundled baseline {BASELINE_MODEL}, which is less accurate. "
-        f"Load --model {SEED_MODEL} once while online to fetch it"
+        f"Run once with --model {SEED_MODEL} while online to fetch it"
     )
     logger.warning(reason)
     return BASELINE_MODEL, reason

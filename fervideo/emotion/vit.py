@@ -23,7 +23,9 @@ class ViTTinyFER(nn.Module):
         self.model_name = model_name
         # A bare container so the timm model's keys read `backbone.vit.*`, as in the seed checkpoint.
         self.backbone = nn.Module()
-        self.backbone.vit = timm.create_model(model_name, pretrained=False, num_classes=0, global_pool="token")
+        self.backbone.vit = timm.create_model(
+            model_name, pretrained=False, num_classes=0, global_pool="token"
+        )
         embed_dim = self.backbone.vit.num_features
         self.norm = nn.LayerNorm(embed_dim)
         self.classifier = nn.Linear(embed_dim, num_classes)
