@@ -36,3 +36,9 @@ class DataFileError(FervideoError):
     """A labels, features or dataset file is malformed; the message names the file and line."""
 
     exit_code = 2
+
+
+class ExportError(FervideoError):
+    """An export cannot be written: unknown or unfinished session, unsafe name, or a file that exists."""
+
+    exit_code = 5

@@ -16,16 +16,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from fervideo import __version__
 from fervideo.emotion import EmotionClassifier, load_classifier
-from fervideo.errors import InvalidArgumentError
+from fervideo.errors import DatabaseError, InvalidArgumentError
 from fervideo.faces import FaceAnalyzer, FaceBatch
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.store import (
@@ -125,6 +128,18 @@ def _records_for_insert(session_id: int, rows: pd.DataFrame) -> list[dict]:
     return records
 
 
+@contextmanager
+def _writing(factory: sessionmaker, what: str) -> Iterator[Session]:
+    """One transaction; a locked or read-only database becomes a one-line DatabaseError."""
+    try:
+        with factory.begin() as db:
+            yield db
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot write {what}: {exc.orig}; another program may hold a lock on the database, retry later"
+        ) from None
+
+
 class SessionProcessor:
     """Holds the loaded networks and the database, so a batch of videos loads each model once."""
 
@@ -180,7 +195,7 @@ class SessionProcessor:
     def _start_session(self, path: Path, video_sha256: str, subject_code: str,
                        recorded_at: dt.datetime | None, stream: VideoStream) -> int:
         info = stream.info
-        with self.db.begin() as db:
+        with _writing(self.db, "the new session") as db:
             subject = get_or_create_subject(db, subject_code)
             session = VideoSession(
                 subject_id=subject.id,
@@ -211,7 +226,7 @@ class SessionProcessor:
             return session.id
 
     def _finish_session(self, session_id: int, table: pd.DataFrame, elapsed: float, force: bool) -> None:
-        with self.db.begin() as db:
+        with _writing(self.db, "the session's completion") as db:
             session = db.get(VideoSession, session_id)
             session.status = SessionStatus.DONE
             session.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -230,12 +245,18 @@ class SessionProcessor:
                 )
 
     def _fail_session(self, session_id: int, error: BaseException) -> None:
+        """Mark the session failed and drop its partial frames, so nothing half-done can be exported."""
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        with self.db.begin() as db:
-            session = db.get(VideoSession, session_id)
-            session.status = SessionStatus.FAILED
-            session.error = f"{type(error).__name__}: {message}"[:2000]
-            session.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        try:
+            with self.db.begin() as db:
+                db.execute(delete(Frame).where(Frame.session_id == session_id))
+                session = db.get(VideoSession, session_id)
+                session.status = SessionStatus.FAILED
+                session.error = f"{type(error).__name__}: {message}"[:2000]
+                session.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        except OperationalError:
+            # The database itself is the problem (e.g. locked); the session stays "running", never "done".
+            log.warning("could not mark session %d as failed: the database is not writable", session_id)
 
     def process(
         self,
@@ -282,7 +303,7 @@ class SessionProcessor:
         probs = self.classifier.predict(faces.crops)
         timings["emotion_s"] += (tick := time.perf_counter()) - tock
         rows = frame_rows(chunk, faces, probs, scale)
-        with self.db.begin() as db:
+        with _writing(self.db, "frames") as db:
             db.execute(insert(Frame), _records_for_insert(session_id, rows))
         timings["store_s"] += time.perf_counter() - tick
         return rows
