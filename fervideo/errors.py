@@ -42,3 +42,23 @@ class ExportError(FervideoError):
     """An export cannot be written: unknown or unfinished session, unsafe name, or a file that exists."""
 
     exit_code = 5
+
+
+class NotFoundError(FervideoError):
+    """A session, subject or PHQ head named on the command line does not exist."""
+
+    exit_code = 2
+
+
+class LabelFileError(DataFileError):
+    """A PHQ labels file has bad rows; `problems` lists every one ("line N: what is wrong")."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class PhqRefusalError(FervideoError):
+    """A PHQ head will not estimate this session (unreliable, another classifier, another source)."""
+
+    exit_code = 5

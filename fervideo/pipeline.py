@@ -30,6 +30,7 @@ from fervideo import __version__
 from fervideo.emotion import EmotionClassifier, load_classifier
 from fervideo.errors import DatabaseError, InvalidArgumentError
 from fervideo.faces import FaceAnalyzer, FaceBatch
+from fervideo.features import store_session_features
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.store import (
     FRAME_QUALITY_COLUMNS,
@@ -293,6 +294,7 @@ class SessionProcessor:
         except BaseException as error:  # KeyboardInterrupt too: the session must not stay "running"
             self._fail_session(session_id, error)
             raise
+        store_session_features(self.db, session_id, recompute=True, frames=table)  # docs/features.md
         timings["total_s"] = elapsed
         return ProcessResult(session_id, table[list(FRAME_TABLE_COLUMNS)], timings=timings)
 

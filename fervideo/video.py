@@ -234,6 +234,10 @@ class VideoStream:
         for chunk_start in range(0, len(self.sampled_indices), self.chunk_size):
             wanted = self.sampled_indices[chunk_start : chunk_start + self.chunk_size]
             frames, decoded = _decode_batch(self._reader, wanted)
+            # decord 0.6's worker thread keeps decoding ahead while we are busy elsewhere, until the
+            # whole video sits in memory (dmlc/decord#157). A seek stops the worker and drops its
+            # queue; the next batch seeks from the nearest key frame. Costs decode speed, keeps memory flat.
+            self._reader.seek(0)
             if decoded:
                 yielded += decoded
                 kept = wanted[:decoded]

@@ -17,19 +17,20 @@ from pathlib import Path
 from fervideo.errors import ExportError
 
 SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
-MAX_NAME_LENGTH = 100
+MAX_NAME_LENGTH = 200  # under every file system's 255-byte limit, with room for the temporary-name affixes
 TEMP_SUFFIX = ".partial"
 
 
 def sanitise_name(raw: str) -> str:
-    """A file-name component made only of [A-Za-z0-9._-]; other characters become '_'.
+    """A file-name component made only of [A-Za-z0-9._-], not starting with '.' or '-'; others become '_'.
 
     Raises ExportError for a name that is empty or would mean the folder itself or its parent.
     """
     name = SAFE_NAME_CHARS.sub("_", raw.strip())[:MAX_NAME_LENGTH]
     if name in ("", ".", ".."):
         raise ExportError("an output name is empty or '.'/'..' after sanitising; rename the subject code")
-    return name
+    # A leading dot would hide the file, a leading dash would read as an option to shell tools.
+    return "_" + name[1:] if name[0] in ".-" else name
 
 
 def output_path(out_dir: Path, *parts: str) -> Path:

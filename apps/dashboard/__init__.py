@@ -1,0 +1,1 @@
+"""The clinician dashboard (Streamlit, multipage). Start it with `fervideo dashboard`."""

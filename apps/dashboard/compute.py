@@ -1,0 +1,159 @@
+"""Pure computations behind the dashboard's charts: smoothing, downsampling, valence/arousal, summaries.
+
+No Streamlit and no database here, so the benchmark and the tests can call them directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fervideo.labels import CANONICAL_LABELS
+
+NO_FACE = "no face"
+MAX_DISPLAY_POINTS = 1200  # a chart never holds more bins than this, whatever the session length
+# Used only when fervideo.features has no CIRCUMPLEX table (it is the source of truth when present).
+_FALLBACK_CIRCUMPLEX: dict[str, tuple[float, float]] = {
+    "anger": (-0.6, 0.6), "disgust": (-0.7, 0.2), "fear": (-0.6, 0.7), "happiness": (0.8, 0.4),
+    "neutral": (0.0, 0.0), "sadness": (-0.7, -0.4), "surprise": (0.2, 0.8),
+}
+
+
+def optional(module: str, name: str) -> Any:
+    """An attribute of a sibling stage that may not have landed yet; None if absent or broken."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def circumplex_matrix() -> np.ndarray:
+    """[7, 2] (valence, arousal) per canonical label, from fervideo.features when it declares it."""
+    table = optional("fervideo.features", "CIRCUMPLEX") or _FALLBACK_CIRCUMPLEX
+    return np.array([table[label] for label in CANONICAL_LABELS], dtype=np.float64)
+
+
+def time_unit(span_s: float) -> tuple[str, float]:
+    """Minutes for anything longer than five minutes, else seconds: (unit name, divisor)."""
+    return ("min", 60.0) if span_s > 300 else ("s", 1.0)
+
+
+def smooth(frames: pd.DataFrame, window_s: float) -> np.ndarray:
+    """Centred moving average of the probabilities over face frames within `window_s` seconds.
+
+    Frames without a face stay NaN, so smoothing never invents data inside a gap.
+    """
+    probs = frames[list(CANONICAL_LABELS)].to_numpy(dtype=np.float64)
+    if window_s <= 0 or len(frames) < 2:
+        return probs
+    t = frames["t"].to_numpy(dtype=np.float64)
+    period = float(np.median(np.diff(t))) or 1.0
+    window = max(1, int(round(window_s / period)))
+    smoothed = pd.DataFrame(probs).rolling(window, center=True, min_periods=1).mean().to_numpy(copy=True)
+    smoothed[~frames["face_found"].to_numpy(dtype=bool)] = np.nan
+    return smoothed
+
+
+def _bin_edges(t0: float, t1: float, n_frames: int, max_points: int) -> np.ndarray:
+    bins = max(1, min(max_points, n_frames))
+    return np.linspace(t0, t1 if t1 > t0 else t0 + 1.0, bins + 1)
+
+
+def timeline(frames: pd.DataFrame, window_s: float, t0: float, t1: float,
+             max_points: int = MAX_DISPLAY_POINTS) -> pd.DataFrame:
+    """One row per display bin: start/end time, coverage, mean (smoothed) probabilities, dominant, V/A.
+
+    Bins without a face hold zeros for the probabilities (the stacked area drops to nothing, so a
+    gap shows) and NaN valence/arousal (the lines break).
+    """
+    in_range = (frames["t"] >= t0) & (frames["t"] <= t1)
+    probs = smooth(frames, window_s)[in_range.to_numpy()]
+    part = frames.loc[in_range]
+    edges = _bin_edges(t0, t1, len(part), max_points)
+    index = np.clip(np.searchsorted(edges, part["t"].to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    face = part["face_found"].to_numpy(dtype=bool)
+    n_bins = len(edges) - 1
+    counts = np.bincount(index, minlength=n_bins)
+    face_counts = np.bincount(index, weights=face, minlength=n_bins)
+    sums = np.zeros((n_bins, len(CANONICAL_LABELS)))
+    np.add.at(sums, index[face], np.nan_to_num(probs[face]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / face_counts[:, None]
+        coverage = face_counts / counts
+    has_face = face_counts > 0
+    means[~has_face] = 0.0
+    valence_arousal = means @ circumplex_matrix()
+    valence_arousal[~has_face] = np.nan
+    dominant = np.where(has_face, np.array(CANONICAL_LABELS, dtype=object)[means.argmax(axis=1)], NO_FACE)
+    table = pd.DataFrame(means, columns=list(CANONICAL_LABELS))
+    table.insert(0, "start", edges[:-1])
+    table.insert(1, "end", edges[1:])
+    table["coverage"] = np.where(counts > 0, coverage, np.nan)
+    table["dominant"] = dominant
+    table["valence"], table["arousal"] = valence_arousal[:, 0], valence_arousal[:, 1]
+    return table[counts > 0].reset_index(drop=True)
+
+
+def range_summary(frames: pd.DataFrame, t0: float, t1: float) -> dict[str, Any]:
+    """Coverage, dominant emotion, mean distribution and mean valence/arousal over [t0, t1]."""
+    part = frames[(frames["t"] >= t0) & (frames["t"] <= t1)]
+    face = part["face_found"].to_numpy(dtype=bool)
+    probs = part.loc[face, list(CANONICAL_LABELS)].to_numpy(dtype=np.float64)
+    means = probs.mean(axis=0) if len(probs) else np.full(len(CANONICAL_LABELS), np.nan)
+    valence, arousal = (probs @ circumplex_matrix()).mean(axis=0) if len(probs) else (math.nan, math.nan)
+    return {
+        "start_s": float(t0), "end_s": float(t1),
+        "sampled_frames": int(len(part)), "face_frames": int(face.sum()),
+        "face_coverage": float(face.mean()) if len(part) else 0.0,
+        "mean_distribution": dict(zip(CANONICAL_LABELS, (float(v) for v in means), strict=True)),
+        "dominant_emotion": CANONICAL_LABELS[int(np.argmax(means))] if len(probs) else None,
+        "valence_mean": float(valence), "arousal_mean": float(arousal),
+    }
+
+
+def range_features(frames: pd.DataFrame, t0: float, t1: float) -> dict[str, float] | None:
+    """The project's session features recomputed over [t0, t1], when fervideo.features offers them."""
+    compute = optional("fervideo.features", "compute_session_features")
+    part = frames[(frames["t"] >= t0) & (frames["t"] <= t1)].reset_index(drop=True)
+    if compute is None or len(part) < 2:
+        return None
+    return {name: float(value) for name, value in compute(part).values.items()}
+
+
+def face_gaps(frames: pd.DataFrame, min_gap_s: float = 1.0) -> list[tuple[float, float]]:
+    """(start, end) of runs without a face lasting at least `min_gap_s` (export's rule when present)."""
+    shared = optional("fervideo.export.summary", "face_gaps")
+    if shared is not None:
+        return [(gap["start_s"], gap["end_s"]) for gap in shared(frames, min_gap_s)]
+    if frames.empty:
+        return []
+    found = frames["face_found"].to_numpy(dtype=bool)
+    t = frames["t"].to_numpy(dtype=np.float64)
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    edges = np.diff(np.concatenate(([0], (~found).astype(np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    gaps = [(float(t[a]), float(t[b]) if b < len(t) else float(t[-1] + step))
+            for a, b in zip(starts, stops, strict=True)]
+    return [gap for gap in gaps if gap[1] - gap[0] >= min_gap_s]
+
+
+def quality_warnings(session: dict, frames: pd.DataFrame, features: dict | None) -> list[str]:
+    """Plain-language data-quality warnings for one session."""
+    warnings = []
+    if session["status"] != "done":
+        warnings.append(f"This session is {session['status']}: the numbers below may be incomplete.")
+    if features is not None and not features["reliable"]:
+        warnings += [f"Unreliable features: {note}" for note in features["reliability_notes"]] or [
+            "The features of this session are marked unreliable."]
+    coverage = float(frames["face_found"].mean()) if len(frames) else 0.0
+    if coverage < 0.5:
+        warnings.append(f"A face was found in only {coverage:.0%} of sampled frames.")
+    gaps = face_gaps(frames, min_gap_s=10.0)
+    if gaps:
+        longest = max(end - start for start, end in gaps)
+        warnings.append(f"{len(gaps)} stretch(es) of 10 s or more without a face; the longest lasts {longest:.0f} s.")
+    return warnings

@@ -1,0 +1,424 @@
+"""Every database read and the one write (audit rows) of the dashboard.
+
+Reads go through an engine whose SQLite connections are `PRAGMA query_only`, so the dashboard cannot
+change clinical data even by mistake; only `record_audit` uses a second, writable engine. Heavy reads
+are cached with st.cache_data keyed by (db_url, session_id, session.updated_at): a reprocessed
+session has a new updated_at and so never shows stale frames. Small reads (one session's features,
+predictions) are not cached: they cost a millisecond and are then always current.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+from apps.dashboard import compute
+from fervideo.errors import DatabaseError
+from fervideo.store import (
+    AuditEvent,
+    PhqHead,
+    PhqLabel,
+    PhqPrediction,
+    SessionFeatures,
+    Subject,
+    VideoSession,
+    default_database_url,
+    frame_table,
+    make_engine,
+    schema_revisions,
+)
+
+log = logging.getLogger(__name__)
+
+NOT_A_DIAGNOSIS = "This is an estimate, not a diagnosis."
+ITEM9 = "Item 9 (thoughts of self-harm) is never inferred from video: it must be asked about directly."
+PHQ_BANDS = ((5, "none-minimal"), (10, "mild"), (15, "moderate"), (20, "moderately severe"), (math.inf, "severe"))
+
+
+# ------------------------------------------------------------------------------------------- database
+def database_url(argv: list[str] | None = None) -> str:
+    """`streamlit run app.py -- --db URL` wins over FERVIDEO_DB, which wins over the default file."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--db" in argv and argv.index("--db") + 1 < len(argv):
+        return argv[argv.index("--db") + 1]
+    return os.environ.get("FERVIDEO_DB") or default_database_url()
+
+
+def _query_only(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _checked_engine(db_url: str, read_only: bool):
+    url = db_url if "://" in db_url else f"sqlite:///{Path(db_url).expanduser()}"
+    parsed = make_url(url)
+    # make_engine would create a missing SQLite file; a viewer must not.
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database).expanduser().exists():
+            raise DatabaseError(f"no database at {parsed.database}; process a video first or pass --db")
+    engine = make_engine(url)
+    current, head = schema_revisions(engine)
+    if current != head:
+        raise DatabaseError(f"database schema is at {current}, the dashboard expects {head}; run `fervideo db upgrade`")
+    if read_only and engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _query_only)
+        engine.dispose()  # connections opened by the checks above predate the listener
+    return engine
+
+
+@st.cache_resource(show_spinner=False)
+def reader(db_url: str) -> sessionmaker:
+    return sessionmaker(_checked_engine(db_url, read_only=True), expire_on_commit=False)
+
+
+@st.cache_resource(show_spinner=False)
+def writer(db_url: str) -> sessionmaker:
+    return sessionmaker(_checked_engine(db_url, read_only=False), expire_on_commit=False)
+
+
+def fingerprint(db_url: str) -> tuple:
+    """Changes whenever sessions, features, predictions or labels change: the key for list caches."""
+    statements = (
+        select(func.count(VideoSession.id), func.max(VideoSession.updated_at)),
+        select(func.count(), func.max(SessionFeatures.computed_at)).select_from(SessionFeatures),
+        select(func.count(PhqPrediction.id), func.max(PhqPrediction.created_at)),
+        select(func.count(PhqLabel.id), func.max(PhqLabel.imported_at)),
+        select(func.count(PhqHead.id), func.max(PhqHead.created_at)),
+    )
+    with reader(db_url)() as db:
+        return tuple(value for statement in statements for value in db.execute(statement).one())
+
+
+# -------------------------------------------------------------------------------------------- helpers
+def phq_band(score: float) -> str:
+    band = compute.optional("fervideo.phq", "severity_band")
+    return str(band(score)) if callable(band) else next(name for upper, name in PHQ_BANDS if score < upper)
+
+
+def phq_caveats() -> list[str]:
+    shared = compute.optional("fervideo.export.summary", "phq_caveats")
+    caveats = list(shared()) if callable(shared) else [NOT_A_DIAGNOSIS]
+    extra = compute.optional("fervideo.phq", "PHQ_CAVEAT")
+    if isinstance(extra, str) and extra.strip() and extra.strip() not in caveats:
+        caveats.append(extra.strip())
+    if not any("item 9" in caveat.lower() for caveat in caveats):
+        caveats.append(ITEM9)
+    return caveats
+
+
+def feature_definitions() -> dict[str, str]:
+    """Feature name -> one-line meaning (fervideo.features' registry, via export when present)."""
+    shared = compute.optional("fervideo.export.summary", "feature_definitions")
+    if callable(shared):
+        return shared()
+    declared = compute.optional("fervideo.features", "FEATURE_DEFINITIONS") or {}
+    return {name: getattr(entry, "definition", str(entry)) for name, entry in declared.items()}
+
+
+def _flags(features: SessionFeatures | None) -> str:
+    if features is None:
+        return "no features yet"
+    return "" if features.reliable else "; ".join(map(str, features.reliability_notes or ["unreliable"]))
+
+
+# ------------------------------------------------------------------------------------------- overview
+@st.cache_data(show_spinner=False, max_entries=4)
+def overview(db_url: str, stamp: tuple) -> pd.DataFrame:
+    """One row per session with subject, date, coverage, classifier, latest PHQ estimate and flags."""
+    with reader(db_url)() as db:
+        latest = (
+            select(PhqPrediction.session_id, func.max(PhqPrediction.id).label("pid"))
+            .group_by(PhqPrediction.session_id).subquery()
+        )
+        rows = db.execute(
+            select(VideoSession, Subject.code, SessionFeatures, PhqPrediction, PhqHead.instrument)
+            .join(Subject, VideoSession.subject_id == Subject.id)
+            .outerjoin(SessionFeatures, SessionFeatures.session_id == VideoSession.id)
+            .outerjoin(latest, latest.c.session_id == VideoSession.id)
+            .outerjoin(PhqPrediction, PhqPrediction.id == latest.c.pid)
+            .outerjoin(PhqHead, PhqHead.id == PhqPrediction.head_id)
+            .order_by(Subject.code, VideoSession.recorded_at, VideoSession.id)
+        ).all()
+    records = [{
+        "session_id": s.id, "subject_id": s.subject_id, "subject": code,
+        "recorded_at": s.recorded_at, "duration_min": (s.duration_s or 0) / 60,
+        "face_coverage": (s.face_frames / s.sampled_frames) if s.sampled_frames else math.nan,
+        "classifier": s.classifier_name, "status": s.status,
+        "phq_estimate": p.estimate if p else math.nan,
+        "phq_interval": f"{p.lower:.1f}–{p.upper:.1f}" if p else "",
+        "band": p.band if p else "no estimate", "instrument": instrument or "",
+        "reliable": bool(f.reliable) if f is not None else None, "flags": _flags(f),
+    } for s, code, f, p, instrument in rows]
+    return pd.DataFrame.from_records(records, columns=[
+        "session_id", "subject_id", "subject", "recorded_at", "duration_min", "face_coverage", "classifier",
+        "status", "phq_estimate", "phq_interval", "band", "instrument", "reliable", "flags"])
+
+
+# -------------------------------------------------------------------------------------------- session
+def session_meta(db_url: str, session_id: int) -> dict[str, Any] | None:
+    """The session row as a dict (cheap; read every run to get updated_at, the cache key)."""
+    with reader(db_url)() as db:
+        row = db.get(VideoSession, session_id)
+        if row is None:
+            return None
+        columns = {c.key: getattr(row, c.key) for c in VideoSession.__table__.columns}
+        columns["subject_code"] = row.subject.code
+        return columns
+
+
+@st.cache_data(show_spinner=False, max_entries=6)
+def session_frames(db_url: str, session_id: int, updated_at: dt.datetime) -> pd.DataFrame:
+    with reader(db_url)() as db:
+        return frame_table(db, session_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def session_timeline(db_url: str, session_id: int, updated_at: dt.datetime, window_s: float,
+                     t0: float, t1: float, max_points: int = compute.MAX_DISPLAY_POINTS) -> pd.DataFrame:
+    return compute.timeline(session_frames(db_url, session_id, updated_at), window_s, t0, t1, max_points)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def session_range_summary(db_url: str, session_id: int, updated_at: dt.datetime, t0: float, t1: float) -> dict:
+    frames = session_frames(db_url, session_id, updated_at)
+    summary = compute.range_summary(frames, t0, t1)
+    summary["features"] = compute.range_features(frames, t0, t1)
+    return summary
+
+
+def session_features(db_url: str, session_id: int) -> dict[str, Any] | None:
+    with reader(db_url)() as db:
+        row = db.get(SessionFeatures, session_id)
+        if row is None:
+            return None
+        return {"values": dict(row.values or {}), "reliable": bool(row.reliable),
+                "reliability_notes": list(row.reliability_notes or []), "feature_version": row.feature_version,
+                "computed_at": row.computed_at, "transition_matrix": row.transition_matrix}
+
+
+def session_predictions(db_url: str, session_id: int) -> list[dict[str, Any]]:
+    with reader(db_url)() as db:
+        rows = db.execute(
+            select(PhqPrediction, PhqHead).join(PhqHead, PhqHead.id == PhqPrediction.head_id)
+            .where(PhqPrediction.session_id == session_id).order_by(PhqPrediction.created_at.desc())
+        ).all()
+    return [{"estimate": p.estimate, "lower": p.lower, "upper": p.upper, "coverage": p.coverage, "band": p.band,
+             "head": h.name, "instrument": h.instrument, "created_at": p.created_at,
+             "head_classifier_sha256": h.classifier_sha256} for p, h in rows]
+
+
+def session_labels(db_url: str, session_id: int) -> list[dict[str, Any]]:
+    with reader(db_url)() as db:
+        rows = db.scalars(select(PhqLabel).where(PhqLabel.session_id == session_id).order_by(PhqLabel.id))
+        # Only the total: item answers (item 9 above all) belong in the clinical record, not here.
+        return [{"instrument": r.instrument, "total": r.total, "administered_at": r.administered_at} for r in rows]
+
+
+# -------------------------------------------------------------------------------------------- subject
+def subjects(db_url: str) -> pd.DataFrame:
+    with reader(db_url)() as db:
+        rows = db.execute(select(Subject.id, Subject.code).order_by(Subject.code)).all()
+    return pd.DataFrame(rows, columns=["subject_id", "subject"])
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def subject_history(db_url: str, subject_id: int, stamp: tuple) -> dict[str, pd.DataFrame]:
+    """Per session of one subject: date, latest estimate with interval, recorded PHQ, feature values."""
+    with reader(db_url)() as db:
+        sessions = db.execute(
+            select(VideoSession, SessionFeatures).outerjoin(SessionFeatures)
+            .where(VideoSession.subject_id == subject_id).order_by(VideoSession.recorded_at, VideoSession.id)
+        ).all()
+        ids = [s.id for s, _ in sessions]
+        predictions = db.execute(
+            select(PhqPrediction, PhqHead.instrument).join(PhqHead)
+            .where(PhqPrediction.session_id.in_(ids)).order_by(PhqPrediction.id)
+        ).all()
+        labels = db.scalars(select(PhqLabel).where(PhqLabel.subject_id == subject_id).order_by(PhqLabel.id)).all()
+    when = {s.id: s.recorded_at or s.created_at for s, _ in sessions}
+    latest = {p.session_id: (p, instrument) for p, instrument in predictions}  # ordered by id: last wins
+    table = pd.DataFrame.from_records([{
+        "session_id": s.id, "recorded_at": when[s.id],
+        "phq_estimate": latest[s.id][0].estimate if s.id in latest else math.nan,
+        "phq_lower": latest[s.id][0].lower if s.id in latest else math.nan,
+        "phq_upper": latest[s.id][0].upper if s.id in latest else math.nan,
+        "band": latest[s.id][0].band if s.id in latest else "",
+        "instrument": latest[s.id][1] if s.id in latest else "",
+        "reliable": bool(f.reliable) if f is not None else None,
+    } for s, f in sessions], columns=["session_id", "recorded_at", "phq_estimate", "phq_lower", "phq_upper", "band",
+                                       "instrument", "reliable"])
+    features = pd.DataFrame.from_records(
+        [{"session_id": s.id, "recorded_at": when[s.id], **{k: (math.nan if v is None else v)
+                                                             for k, v in (f.values or {}).items()}}
+         for s, f in sessions if f is not None])
+    recorded = pd.DataFrame.from_records([{
+        "session_id": label.session_id, "instrument": label.instrument, "total": label.total,
+        "recorded_at": label.administered_at or when.get(label.session_id) or label.imported_at,
+    } for label in labels], columns=["session_id", "instrument", "total", "recorded_at"])
+    return {"sessions": table, "features": features, "recorded": recorded}
+
+
+# --------------------------------------------------------------------------------------------- cohort
+def heads(db_url: str) -> list[dict[str, Any]]:
+    with reader(db_url)() as db:
+        rows = db.scalars(select(PhqHead).order_by(PhqHead.created_at.desc(), PhqHead.id.desc())).all()
+        return [{"id": h.id, "name": h.name, "instrument": h.instrument, "feature_source": h.feature_source,
+                 "classifier_name": h.classifier_name, "n_subjects": h.n_subjects, "n_sessions": h.n_sessions,
+                 "metrics": dict(h.metrics or {}), "created_at": h.created_at} for h in rows]
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cohort(db_url: str, head_id: int, stamp: tuple) -> pd.DataFrame:
+    """Labelled sessions with the head's estimate and the recorded total (latest label per session)."""
+    with reader(db_url)() as db:
+        rows = db.execute(
+            select(PhqPrediction, PhqLabel, VideoSession.subject_id)
+            .join(PhqLabel, PhqLabel.session_id == PhqPrediction.session_id)
+            .join(VideoSession, VideoSession.id == PhqPrediction.session_id)
+            .where(PhqPrediction.head_id == head_id).order_by(PhqPrediction.session_id, PhqLabel.id)
+        ).all()
+    records = {p.session_id: {
+        "session_id": p.session_id, "subject_id": subject_id, "recorded": label.total,
+        "instrument": label.instrument, "estimate": p.estimate, "lower": p.lower, "upper": p.upper,
+        "band": p.band, "inside_interval": bool(p.lower <= label.total <= p.upper),
+    } for p, label, subject_id in rows}
+    return pd.DataFrame.from_records(list(records.values()), columns=[
+        "session_id", "subject_id", "recorded", "instrument", "estimate", "lower", "upper", "band",
+        "inside_interval"])
+
+
+# ------------------------------------------------------------------------------------------- exports
+def _export(name: str):
+    """fervideo.export's function when it has landed (package root first, then its summary module)."""
+    return compute.optional("fervideo.export", name) or compute.optional("fervideo.export.summary", name)
+
+
+def frames_export(db_url: str, session_id: int) -> pd.DataFrame:
+    shared = _export("frames_table")
+    if shared is not None:
+        return shared(reader(db_url), session_id)
+    with reader(db_url)() as db:
+        table = frame_table(db, session_id, with_quality=True)
+    table.insert(0, "session_id", session_id)
+    return table
+
+
+def summary_export(db_url: str, session_id: int) -> dict[str, Any]:
+    shared = _export("session_summary")
+    if shared is not None:
+        return shared(reader(db_url), session_id)
+    return _fallback_summary(db_url, session_id)
+
+
+def _fallback_summary(db_url: str, session_id: int) -> dict[str, Any]:
+    meta = session_meta(db_url, session_id) or {}
+    with reader(db_url)() as db:
+        frames = frame_table(db, session_id)
+    full = compute.range_summary(frames, float(frames["t"].min()), float(frames["t"].max())) if len(frames) else {}
+    keep = ("package_version", "classifier_name", "classifier_sha256", "detector_name", "detector_params",
+            "settings_key", "device")
+    return {"schema_version": "dashboard-fallback", "session": {"id": session_id, "subject": meta.get("subject_code"),
+            "recorded_at": meta.get("recorded_at"), "duration_s": meta.get("duration_s")},
+            "provenance": {k: meta.get(k) for k in keep}, "emotions": full,
+            "features": session_features(db_url, session_id), "phq": session_predictions(db_url, session_id),
+            "caveats": phq_caveats()}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _clean(value: Any) -> Any:
+    """NaN -> None recursively, because JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    elif isinstance(value, list) and value and isinstance(value[0], dict | list):
+        for number, inner in enumerate(value):
+            _flatten(f"{prefix}.{number}", inner, out)
+    else:
+        out.append((prefix, json.dumps(value, default=_json_default) if isinstance(value, list) else value))
+
+
+DOWNLOADS: dict[str, tuple[str, str, str]] = {
+    # kind -> (button label, file suffix, mime type)
+    "frames_csv": ("Per-frame table (CSV)", "frames.csv", "text/csv"),
+    "frames_json": ("Per-frame table (JSON)", "frames.json", "application/json"),
+    "summary_json": ("Summary (JSON)", "summary.json", "application/json"),
+    "summary_csv": ("Summary (CSV)", "summary.csv", "text/csv"),
+}
+
+
+def download_bytes(db_url: str, session_id: int, kind: str) -> bytes:
+    """The file for one download button, built by the project's export code where it exists."""
+    if kind == "frames_csv":
+        return frames_export(db_url, session_id).to_csv(index=False).encode()
+    if kind == "frames_json":
+        return frames_export(db_url, session_id).to_json(orient="records", double_precision=6).encode()
+    summary = _clean(summary_export(db_url, session_id))
+    to_json = _export("summary_to_json") or compute.optional("fervideo.export.writers", "summary_to_json")
+    if kind == "summary_json" and to_json is not None:
+        return to_json(summary).encode()
+    if kind == "summary_json":
+        return json.dumps(summary, indent=2, default=_json_default, allow_nan=False).encode()
+    if kind == "summary_csv":
+        rows: list[tuple[str, Any]] = []
+        _flatten("", summary, rows)
+        buffer = io.StringIO()
+        pd.DataFrame(rows, columns=["field", "value"]).to_csv(buffer, index=False)
+        return buffer.getvalue().encode()
+    raise ValueError(f"unknown download {kind!r}")
+
+
+def audited_download(db_url: str, session_id: int, subject_id: int, kind: str, user: str) -> bytes:
+    """Build the file and record who took it; called by Streamlit only when the button is clicked."""
+    data = download_bytes(db_url, session_id, kind)
+    record_audit(db_url, user, f"download_{kind}", session_id=session_id, subject_id=subject_id,
+                 detail={"bytes": len(data)})
+    return data
+
+
+# --------------------------------------------------------------------------------------------- audit
+def record_audit(db_url: str, user: str, action: str, session_id: int | None = None,
+                 subject_id: int | None = None, detail: dict | None = None) -> None:
+    """The dashboard's only write. Ids only: never a subject code, never clinical values."""
+    with writer(db_url).begin() as db:
+        db.add(AuditEvent(user=user, action=action, session_id=session_id, subject_id=subject_id, detail=detail))
+    log.info("audit: %s %s session=%s subject=%s", user, action, session_id, subject_id)
+
+
+def audit_once(db_url: str, user: str, action: str, session_id: int | None = None,
+               subject_id: int | None = None, detail: dict | None = None) -> None:
+    """One audit row per browser session and target, not one per rerun of the page."""
+    seen = st.session_state.setdefault("_fervideo_audited", set())
+    key = (action, session_id, subject_id, json.dumps(detail, sort_keys=True, default=str))
+    if key not in seen:
+        record_audit(db_url, user, action, session_id, subject_id, detail)
+        seen.add(key)
+

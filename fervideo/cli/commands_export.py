@@ -1,0 +1,48 @@
+"""`fervideo export`: session summaries as tables (csv, parquet, json) or reports (html, pdf)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fervideo.cli.app import DbOption, app, console, err_console
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+    json = "json"
+    html = "html"
+    pdf = "pdf"
+
+
+@app.command()
+def export(
+    session: Annotated[int | None, typer.Argument(help="Session id (see `fervideo sessions`).")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Every finished session of this subject code.")] = None,
+    all_sessions: Annotated[bool, typer.Option("--all", help="Every finished session in the database.")] = False,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv/parquet: cohort table + per-frame tables; json: summary per session (schema v1); html/pdf: report per session.")] = ExportFormat.csv,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing); nothing is written outside it.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
+    frames: Annotated[bool, typer.Option("--frames/--no-frames", help="With csv/parquet/json, also write each session's per-frame table.")] = True,
+    db: DbOption = None,
+) -> None:
+    """Export session summaries: tables for statistics or a report for the clinical record."""
+    from fervideo.export import export_sessions, select_session_ids
+    from fervideo.store import open_database
+
+    factory = open_database(db)
+    session_ids = select_session_ids(factory, session_id=session, subject=subject, all_sessions=all_sessions)
+    with Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("export", total=None)
+        written = export_sessions(
+            factory, session_ids, fmt.value, out, force=force, frames=frames,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(f"wrote {len(written)} file{'s' if len(written) != 1 else ''} for {len(session_ids)} "
+                  f"session{'s' if len(session_ids) != 1 else ''} to {out.resolve()}", highlight=False)

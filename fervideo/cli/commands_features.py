@@ -1,0 +1,47 @@
+"""`fervideo features SESSION|--all [--recompute]`: compute, store and show session features."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import track
+from rich.table import Table
+
+from fervideo.cli.app import DbOption, app, console, err_console
+from fervideo.errors import InvalidArgumentError
+
+
+@app.command()
+def features(
+    session: Annotated[int | None, typer.Argument(help="Session id (see `fervideo sessions`).")] = None,
+    all_sessions: Annotated[bool, typer.Option("--all", help="Every finished session.")] = False,
+    recompute: Annotated[bool, typer.Option("--recompute", help="Recompute stored features.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Compute (if needed), store and show session features; see docs/features.md."""
+    from sqlalchemy import select
+
+    from fervideo.features import feature_definition, store_session_features
+    from fervideo.store import SessionStatus, VideoSession, open_database
+
+    if (session is None) == (not all_sessions):
+        raise InvalidArgumentError("give a SESSION id or --all (not both)")
+    factory = open_database(db)
+    if session is not None:
+        row = store_session_features(factory, session, recompute=recompute)
+        table = Table("feature", "value", "meaning", title=f"session {session} features", title_justify="left")
+        for name, value in row.values.items():
+            definition = feature_definition(name)
+            table.add_row(name, "-" if value is None else f"{value:.4g}", definition.definition if definition else "")
+        console.print(table)
+        status = "reliable" if row.reliable else "[yellow]unreliable[/yellow]: " + "; ".join(row.reliability_notes)
+        console.print(f"session {session}: {status}")
+        return
+    with factory() as dbs:
+        ids = list(dbs.scalars(select(VideoSession.id).where(VideoSession.status == SessionStatus.DONE)
+                               .order_by(VideoSession.id)))
+    unreliable = 0
+    for session_id in track(ids, description="features", console=err_console, transient=True):
+        unreliable += not store_session_features(factory, session_id, recompute=recompute).reliable
+    console.print(f"features stored for {len(ids)} session(s); {unreliable} unreliable")

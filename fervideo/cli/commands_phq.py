@@ -1,0 +1,145 @@
+"""`fervideo phq ...`: label import, head training, evaluation and PHQ estimates (never diagnoses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fervideo.cli.app import DbOption, app, console, err_console
+from fervideo.errors import FervideoError, InvalidArgumentError, LabelFileError
+
+phq_app = typer.Typer(help="PHQ-8/9 labels, heads and estimates (research estimates, not diagnoses).",
+                      no_args_is_help=True)
+labels_app = typer.Typer(help="PHQ questionnaire results (ground truth).", no_args_is_help=True)
+phq_app.add_typer(labels_app, name="labels")
+app.add_typer(phq_app, name="phq")
+
+
+@labels_app.command("import")
+def labels_import(
+    file: Annotated[Path, typer.Argument(help="Generic PHQ CSV or a DAIC-WOZ split file.")],
+    db: DbOption = None,
+) -> None:
+    """Import PHQ scores; a file with any bad row imports nothing and lists every bad row."""
+    from fervideo.phq import import_labels
+    from fervideo.store import open_database
+
+    try:
+        result = import_labels(open_database(db), file)
+    except LabelFileError as error:
+        err_console.print(f"[red]error:[/red] {file}: {len(error.problems)} bad row(s); nothing imported")
+        for problem in error.problems:
+            err_console.print(f"  {problem}", highlight=False)
+        raise typer.Exit(code=error.exit_code) from None
+    console.print(f"{file.name} ({result.file_format}): {result.imported} label(s) imported, "
+                  f"{result.already_present} already present")
+
+
+def _print_report(report: dict) -> None:
+    from fervideo.phq import PHQ_CAVEAT
+
+    metrics = report["metrics"]
+    table = Table("metric", "model", "95% CI", "mean baseline", "95% CI",
+                  title=f"PHQ head {report['name']} ({report['model']}, {report['instrument']}, "
+                        f"cv {metrics['cv']}, {metrics['n_subjects']} subjects, {metrics['n_sessions']} sessions)",
+                  title_justify="left")
+    for name in metrics["model"]:
+        model, base = metrics["model"][name], metrics["mean_baseline"][name]
+
+        def fmt(v):
+            return "-" if v is None else f"{v:.3f}"
+
+        table.add_row(name, fmt(model["value"]), f"{fmt(model['ci_low'])} - {fmt(model['ci_high'])}",
+                      fmt(base["value"]), f"{fmt(base['ci_low'])} - {fmt(base['ci_high'])}")
+    console.print(table)
+    conformal = report["conformal"]
+    width = "unbounded" if conformal["halfwidth"] is None else f"+/- {conformal['halfwidth']:.2f}"
+    console.print(f"interval: {width} ({conformal['coverage']:.0%} nominal coverage, {conformal['method']})")
+    console.print(f"classifier: {report['classifier']['name']} ({report['classifier']['sha256'][:12]}), "
+                  f"sessions from {report['feature_source']}")
+    console.print(f"[italic]{PHQ_CAVEAT}[/italic]")
+
+
+@phq_app.command()
+def train(
+    name: Annotated[str, typer.Option("--name", help="Name of the new head.")],
+    labels: Annotated[Path | None, typer.Option(help="Import this labels file and train on its labels only.")] = None,
+    cv: Annotated[str, typer.Option(help="subject-kfold, loso or split.")] = "subject-kfold",
+    split_file: Annotated[Path | None, typer.Argument(help="With --cv split: held-out subjects list.")] = None,
+    model: Annotated[str, typer.Option(help="ridge (default), svr or gbr.")] = "ridge",
+    instrument: Annotated[str, typer.Option(help="PHQ-8 or PHQ-9.")] = "PHQ-8",
+    classifier: Annotated[str | None, typer.Option(help="Only sessions of this classifier.")] = None,
+    alpha: Annotated[float, typer.Option(help="Ridge regularisation.")] = 10.0,
+    coverage: Annotated[float, typer.Option(help="Nominal coverage of prediction intervals.")] = 0.9,
+    no_au: Annotated[bool, typer.Option("--no-au", help="Leave out the OpenFace AU feature group.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a head of the same name.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Train a PHQ head on labelled sessions, evaluated by subject-grouped cross-validation."""
+    from fervideo.phq import head_report, train_head
+    from fervideo.store import open_database
+
+    if cv == "split" and split_file is None:
+        raise InvalidArgumentError("--cv split needs a FILE listing held-out subjects: `--cv split FILE`")
+    if not 0 < coverage < 1:
+        raise InvalidArgumentError(f"--coverage must be between 0 and 1, got {coverage}")
+    with console.status("cross-validating and fitting"):
+        result = train_head(open_database(db), name, model=model, cv=cv, split_file=split_file,
+                            instrument=instrument, classifier=classifier, labels_file=labels, alpha=alpha,
+                            coverage=coverage, include_au=not no_au, overwrite=overwrite)
+    _print_report(head_report(result.model.config))
+
+
+@phq_app.command()
+def evaluate(name: Annotated[str, typer.Argument(help="Head name.")], db: DbOption = None) -> None:
+    """Show a head's evaluation report (metrics with bootstrap CIs and the mean baseline)."""
+    from fervideo.phq import get_head, head_report
+    from fervideo.store import open_database
+
+    _, head = get_head(open_database(db), name)
+    _print_report(head_report(head.config))
+
+
+@phq_app.command()
+def predict(
+    session: Annotated[int | None, typer.Argument(help="Session id.")] = None,
+    head: Annotated[str, typer.Option("--head", help="Head name.")] = ...,
+    all_sessions: Annotated[bool, typer.Option("--all", help="Every finished session.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Estimate PHQ totals with interval and severity band; unreliable or mismatched sessions are refused."""
+    from sqlalchemy import select
+
+    from fervideo.phq import ITEM9_NOTE, PHQ_CAVEAT, predict_session
+    from fervideo.store import SessionStatus, VideoSession, open_database
+
+    if (session is None) == (not all_sessions):
+        raise InvalidArgumentError("give a SESSION id or --all (not both)")
+    factory = open_database(db)
+    if session is not None:
+        ids = [session]
+    else:
+        with factory() as dbs:
+            ids = list(dbs.scalars(select(VideoSession.id).where(VideoSession.status == SessionStatus.DONE)
+                                   .order_by(VideoSession.id)))
+    table = Table("session", "estimate", "interval", "band", title=f"PHQ estimates by head {head}",
+                  title_justify="left")
+    refused = 0
+    for session_id in ids:
+        try:
+            estimate = predict_session(factory, session_id, head)
+        except FervideoError as error:
+            if len(ids) == 1:
+                raise
+            refused += 1
+            err_console.print(f"[yellow]refused:[/yellow] {error}", highlight=False)
+            continue
+        table.add_row(str(session_id), f"{estimate.estimate:.1f} ({estimate.instrument})",
+                      f"{estimate.lower:.1f} - {estimate.upper:.1f} ({estimate.coverage:.0%})", estimate.band)
+    console.print(table)
+    console.print(f"[italic]{PHQ_CAVEAT}[/italic] {ITEM9_NOTE}")
+    if refused:
+        console.print(f"{refused} session(s) refused")

@@ -1,0 +1,435 @@
+"""What an export says about a session: the JSON summary (schema v1), the per-frame table and the
+one-row-per-session cohort table. Everything is read from the store; nothing is recomputed here
+except descriptive data-quality numbers (face coverage, gaps) taken straight from the frames."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fervideo import __version__
+from fervideo.errors import ExportError, NotFoundError
+from fervideo.labels import CANONICAL_LABELS
+from fervideo.store.models import (
+    PhqHead,
+    PhqLabel,
+    PhqPrediction,
+    SessionFeatures,
+    SessionStatus,
+    Subject,
+    VideoSession,
+)
+from fervideo.store.queries import frame_table
+
+SCHEMA_VERSION = "1"
+GAP_MIN_S = 1.0  # shorter face losses (a blink, a turn of the head) are not listed as gaps
+MAX_LISTED_GAPS = 50
+ID_CHUNK = 500  # ids per IN (...) clause, well under every backend's parameter limit
+
+NOT_A_DIAGNOSIS = "This is an estimate, not a diagnosis."
+ITEM9_NOT_ASSESSED = "Item 9 (suicidality) is not assessed: thoughts of self-harm must be asked about directly."
+# Standard PHQ-8/PHQ-9 severity bands (Kroenke et al. 2001, 2009), used where fervideo.phq offers none.
+PHQ_BANDS: tuple[tuple[float, str], ...] = (
+    (5, "none-minimal"), (10, "mild"), (15, "moderate"), (20, "moderately severe"), (math.inf, "severe"),
+)
+
+DbLike = Session | sessionmaker
+
+
+# ------------------------------------------------------------------------------- optional collaborators
+def _optional(module: str, name: str) -> Any:
+    """An attribute of a sibling stage that may not exist yet in this checkout; None if absent."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def _meaning_of(entry: Any) -> str:
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, dict):
+        return str(entry.get("definition") or entry.get("meaning") or entry.get("description") or "")
+    for attribute in ("definition", "meaning", "description", "doc"):
+        if isinstance(getattr(entry, attribute, None), str):
+            return getattr(entry, attribute)
+    return ""
+
+
+def feature_definitions() -> dict[str, str]:
+    """Feature name -> one-line meaning, from fervideo.features if it declares them (else empty)."""
+    declared = _optional("fervideo.features", "FEATURE_DEFINITIONS")
+    if isinstance(declared, dict):
+        return {str(name): _meaning_of(entry) for name, entry in declared.items()}
+    if isinstance(declared, list | tuple):
+        return {str(entry.name): _meaning_of(entry) for entry in declared if hasattr(entry, "name")}
+    return {}
+
+
+def phq_band(score: float) -> str:
+    """Severity band of a PHQ score: fervideo.phq.severity_band when present, else the standard cut-offs."""
+    band = _optional("fervideo.phq", "severity_band")
+    if callable(band):
+        return str(band(score))
+    return next(name for upper, name in PHQ_BANDS if score < upper)
+
+
+def phq_caveats() -> list[str]:
+    caveats = [NOT_A_DIAGNOSIS, ITEM9_NOT_ASSESSED]
+    extra = _optional("fervideo.phq", "PHQ_CAVEAT")
+    if isinstance(extra, str) and extra.strip() and extra.strip() not in caveats:
+        caveats.append(extra.strip())
+    return caveats
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _finite(value: Any) -> float | None:
+    """A float for JSON: NaN and infinities become None (JSON has no NaN)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _with_session(db: DbLike):
+    """Accept a Session or a sessionmaker, so the dashboard and the CLI can pass what they hold."""
+    if isinstance(db, Session):
+        class _Borrowed:
+            def __enter__(self) -> Session:
+                return db
+
+            def __exit__(self, *_exc) -> None:
+                return None
+
+        return _Borrowed()
+    return db()
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), ID_CHUNK):
+        yield ids[start:start + ID_CHUNK]
+
+
+# ------------------------------------------------------------------------------------ per-frame table
+def frames_table(db: DbLike, session_id: int) -> pd.DataFrame:
+    """The per-frame table (DESIGN.md's contract plus the face-quality columns), with a session_id column."""
+    with _with_session(db) as session:
+        table = frame_table(session, session_id, with_quality=True)
+    table.insert(0, "session_id", np.int64(session_id))
+    return table
+
+
+# ------------------------------------------------------------------------------------- data quality
+def face_gaps(frames: pd.DataFrame, min_gap_s: float = GAP_MIN_S) -> list[dict[str, float]]:
+    """Runs of sampled frames without a face lasting at least `min_gap_s`.
+
+    A gap starts at the first frame without a face and ends at the next frame with one (or one
+    sampling interval after the last frame, when the recording ends without a face).
+    """
+    if frames.empty:
+        return []
+    found = frames["face_found"].to_numpy(dtype=bool)
+    t = frames["t"].to_numpy(dtype=np.float64)
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    edges = np.diff(np.concatenate(([0], (~found).astype(np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    gaps = []
+    for first, stop in zip(starts, stops, strict=True):
+        end = t[stop] if stop < len(t) else t[-1] + step
+        if end - t[first] >= min_gap_s:
+            gaps.append({"start_s": float(t[first]), "end_s": float(end), "duration_s": float(end - t[first])})
+    return gaps
+
+
+def data_quality(frames: pd.DataFrame, features: SessionFeatures | None) -> dict[str, Any]:
+    found = frames["face_found"].to_numpy(dtype=bool) if len(frames) else np.zeros(0, dtype=bool)
+    gaps = face_gaps(frames)
+    longest = sorted(gaps, key=lambda gap: -gap["duration_s"])[:MAX_LISTED_GAPS]
+    return {
+        "sampled_frames": int(len(found)),
+        "face_frames": int(found.sum()),
+        "face_coverage": float(found.mean()) if len(found) else 0.0,
+        "gap_min_s": GAP_MIN_S,
+        "gap_count": len(gaps),
+        "gap_total_s": float(sum(gap["duration_s"] for gap in gaps)),
+        "longest_gap_s": float(longest[0]["duration_s"]) if longest else 0.0,
+        "gaps": sorted(longest, key=lambda gap: gap["start_s"]),
+        "reliable": None if features is None else bool(features.reliable),
+        "reliability_notes": [] if features is None else [str(note) for note in features.reliability_notes or []],
+    }
+
+
+def emotion_distribution(frames: pd.DataFrame) -> dict[str, Any]:
+    """Mean probability per label over face frames, and the share of face frames each label dominates."""
+    face_rows = frames.loc[frames["face_found"].astype(bool), list(CANONICAL_LABELS)]
+    if face_rows.empty:
+        empty = dict.fromkeys(CANONICAL_LABELS)
+        return {"mean_probability": empty, "dominant_share": dict(empty), "dominant_emotion": None}
+    probs = face_rows.to_numpy(dtype=np.float64)
+    means = np.nanmean(probs, axis=0)
+    winners = np.bincount(np.nanargmax(probs, axis=1), minlength=len(CANONICAL_LABELS)) / len(probs)
+    return {
+        "mean_probability": {label: _finite(value) for label, value in zip(CANONICAL_LABELS, means, strict=True)},
+        "dominant_share": {label: float(value) for label, value in zip(CANONICAL_LABELS, winners, strict=True)},
+        "dominant_emotion": CANONICAL_LABELS[int(np.nanargmax(means))],
+    }
+
+
+# ----------------------------------------------------------------------------------------- summary
+def _load_session(session: Session, session_id: int) -> VideoSession:
+    row = session.get(VideoSession, session_id)
+    if row is None:
+        raise NotFoundError(f"no session {session_id}; `fervideo sessions` lists them")
+    if row.status != SessionStatus.DONE:
+        raise ExportError(f"session {session_id} is {row.status}, not done; only finished sessions are exported")
+    return row
+
+
+def _session_block(row: VideoSession) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "subject": row.subject.code,
+        "recorded_at": _iso(row.recorded_at),
+        "duration_s": _finite(row.duration_s),
+        "video_sha256": row.video_sha256,
+        "source": row.source,
+        "sample_fps": _finite(row.sample_fps),
+        "video_fps": _finite(row.video_fps),
+        "width": row.width,
+        "height": row.height,
+        "processed_at": _iso(row.finished_at),
+    }
+
+
+def _provenance_block(row: VideoSession) -> dict[str, Any]:
+    return {
+        "package_version": row.package_version,
+        "classifier_name": row.classifier_name,
+        "classifier_sha256": row.classifier_sha256,
+        "detector_name": row.detector_name,
+        "detector_params": dict(row.detector_params or {}),
+        "settings_key": row.settings_key,
+        "device": row.device,
+    }
+
+
+def _features_block(features: SessionFeatures | None) -> dict[str, Any] | None:
+    if features is None:
+        return None
+    meanings = feature_definitions()
+    values = {str(name): _finite(value) for name, value in (features.values or {}).items()}
+    return {
+        "feature_version": features.feature_version,
+        "computed_at": _iso(features.computed_at),
+        "values": values,
+        "definitions": {name: meanings.get(name, "") for name in values},
+        "transition_matrix": (
+            [[_finite(cell) for cell in row] for row in features.transition_matrix]
+            if features.transition_matrix is not None else None
+        ),
+    }
+
+
+def _latest_prediction(session: Session, session_id: int) -> tuple[PhqPrediction, PhqHead] | None:
+    statement = (
+        select(PhqPrediction, PhqHead).join(PhqHead, PhqPrediction.head_id == PhqHead.id)
+        .where(PhqPrediction.session_id == session_id)
+        .order_by(PhqPrediction.created_at.desc(), PhqPrediction.id.desc()).limit(1)
+    )
+    found = session.execute(statement).first()
+    return (found[0], found[1]) if found else None
+
+
+def _phq_block(found: tuple[PhqPrediction, PhqHead] | None, row: VideoSession) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    prediction, head = found
+    return {
+        "estimate": float(prediction.estimate),
+        "lower": float(prediction.lower),
+        "upper": float(prediction.upper),
+        "coverage": float(prediction.coverage),
+        "band": prediction.band,
+        "interval_bands": [phq_band(prediction.lower), phq_band(prediction.upper)],
+        "predicted_at": _iso(prediction.created_at),
+        "head": {
+            "id": head.id, "name": head.name, "sha256": head.sha256, "instrument": head.instrument,
+            "feature_source": head.feature_source, "classifier_name": head.classifier_name,
+            "classifier_sha256": head.classifier_sha256, "n_subjects": head.n_subjects, "n_sessions": head.n_sessions,
+        },
+        "classifier_matches": head.classifier_sha256 == row.classifier_sha256,
+        "caveats": phq_caveats(),
+    }
+
+
+def _recorded_phq(session: Session, session_id: int) -> list[dict[str, Any]]:
+    statement = select(PhqLabel).where(PhqLabel.session_id == session_id).order_by(PhqLabel.id)
+    return [
+        {"instrument": label.instrument, "total": int(label.total), "administered_at": _iso(label.administered_at),
+         "items": dict(label.items) if label.items else None}
+        for label in session.scalars(statement)
+    ]
+
+
+def session_summary(db: DbLike, session_id: int, frames: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Everything an export says about one finished session, as a JSON-ready dict (schema v1).
+
+    `frames` may be passed when the caller already holds the per-frame table, to avoid a second read.
+    Raises ExportError for an unknown session or one that is not done.
+    """
+    with _with_session(db) as session:
+        row = _load_session(session, session_id)
+        if frames is None:
+            frames = frame_table(session, session_id)
+        features = session.get(SessionFeatures, session_id)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            "generator": {"name": "fervideo", "version": __version__},
+            "session": _session_block(row),
+            "provenance": _provenance_block(row),
+            "labels": list(CANONICAL_LABELS),
+            "emotions": emotion_distribution(frames),
+            "data_quality": data_quality(frames, features),
+            "features": _features_block(features),
+            "phq": _phq_block(_latest_prediction(session, session_id), row),
+            "phq_recorded": _recorded_phq(session, session_id),
+        }
+
+
+# ------------------------------------------------------------------------------------ cohort table
+COHORT_LEADING_COLUMNS: tuple[str, ...] = (
+    "session_id", "subject", "recorded_at", "duration_s", "sample_fps", "sampled_frames", "face_frames",
+    "face_coverage",
+)
+COHORT_TRAILING_COLUMNS: tuple[str, ...] = (
+    "features_reliable", "reliability_notes", "feature_version",
+    "phq_estimate", "phq_lower", "phq_upper", "phq_coverage", "phq_band", "phq_head", "phq_instrument",
+    "phq_recorded_total", "phq_recorded_instrument", "phq_recorded_at",
+    "package_version", "classifier_name", "classifier_sha256", "detector_name", "settings_key", "video_sha256",
+    "device", "processed_at",
+)
+FEATURE_PREFIX = "feat_"
+
+
+def _select_done_sessions(session: Session, session_ids: Sequence[int] | None, subject: str | None):
+    statement = (
+        select(VideoSession, Subject.code).join(Subject)
+        .where(VideoSession.status == SessionStatus.DONE).order_by(VideoSession.id)
+    )
+    if subject is not None:
+        statement = statement.where(Subject.code == subject)
+    if session_ids is None:
+        return list(session.execute(statement).all())
+    rows = []
+    for chunk in _chunks(list(session_ids)):
+        rows.extend(session.execute(statement.where(VideoSession.id.in_(chunk))).all())
+    return sorted(rows, key=lambda pair: pair[0].id)
+
+
+def _by_session(session: Session, statement, key, ids: list[int]) -> dict[int, Any]:
+    found: dict[int, Any] = {}
+    for chunk in _chunks(ids):
+        for item in session.execute(statement.where(key.in_(chunk))).all():
+            found[item[0]] = item[1:] if len(item) > 2 else item[1]
+    return found
+
+
+def _latest_predictions(session: Session, ids: list[int]) -> dict[int, tuple[PhqPrediction, PhqHead]]:
+    statement = (
+        select(PhqPrediction.session_id, PhqPrediction, PhqHead).join(PhqHead, PhqPrediction.head_id == PhqHead.id)
+        .order_by(PhqPrediction.created_at, PhqPrediction.id)  # later rows overwrite earlier: latest wins
+    )
+    return _by_session(session, statement, PhqPrediction.session_id, ids)
+
+
+def _latest_labels(session: Session, ids: list[int]) -> dict[int, PhqLabel]:
+    statement = select(PhqLabel.session_id, PhqLabel).order_by(PhqLabel.administered_at, PhqLabel.id)
+    return _by_session(session, statement, PhqLabel.session_id, ids)
+
+
+def _feature_order(names: set[str]) -> list[str]:
+    declared = [name for name in feature_definitions() if name in names]
+    return declared + sorted(names - set(declared))
+
+
+def _cohort_row(row: VideoSession, code: str, features, found, label) -> dict[str, Any]:
+    prediction, head = found if found else (None, None)
+    sampled = row.sampled_frames or 0
+    record = {
+        "session_id": row.id, "subject": code, "recorded_at": row.recorded_at, "duration_s": row.duration_s,
+        "sample_fps": row.sample_fps, "sampled_frames": row.sampled_frames, "face_frames": row.face_frames,
+        "face_coverage": (row.face_frames or 0) / sampled if sampled else None,
+        "features_reliable": None if features is None else bool(features.reliable),
+        "reliability_notes": None if features is None else "; ".join(map(str, features.reliability_notes or [])),
+        "feature_version": None if features is None else features.feature_version,
+        "phq_estimate": prediction.estimate if prediction else None,
+        "phq_lower": prediction.lower if prediction else None,
+        "phq_upper": prediction.upper if prediction else None,
+        "phq_coverage": prediction.coverage if prediction else None,
+        "phq_band": prediction.band if prediction else None,
+        "phq_head": head.name if head else None,
+        "phq_instrument": head.instrument if head else None,
+        "phq_recorded_total": label.total if label else None,
+        "phq_recorded_instrument": label.instrument if label else None,
+        "phq_recorded_at": label.administered_at if label else None,
+        "package_version": row.package_version, "classifier_name": row.classifier_name,
+        "classifier_sha256": row.classifier_sha256, "detector_name": row.detector_name,
+        "settings_key": row.settings_key, "video_sha256": row.video_sha256, "device": row.device,
+        "processed_at": row.finished_at,
+    }
+    for name, value in ((features.values or {}) if features is not None else {}).items():
+        record[FEATURE_PREFIX + name] = value
+    return record
+
+
+COHORT_DTYPES: dict[str, str] = {
+    "session_id": "int64", "subject": "string", "duration_s": "float64", "sample_fps": "float64",
+    "sampled_frames": "Int64", "face_frames": "Int64", "face_coverage": "float64", "features_reliable": "boolean",
+    "reliability_notes": "string", "feature_version": "string", "phq_estimate": "float64", "phq_lower": "float64",
+    "phq_upper": "float64", "phq_coverage": "float64", "phq_band": "string", "phq_head": "string",
+    "phq_instrument": "string", "phq_recorded_total": "Int64", "phq_recorded_instrument": "string",
+    "package_version": "string", "classifier_name": "string", "classifier_sha256": "string",
+    "detector_name": "string", "settings_key": "string", "video_sha256": "string", "device": "string",
+}
+
+
+def cohort_table(db: DbLike, session_ids: Sequence[int] | None = None, subject: str | None = None) -> pd.DataFrame:
+    """One row per finished session: features (prefixed `feat_`), the latest PHQ estimate with its
+    interval and band, the recorded PHQ where one is linked to the session, and provenance.
+
+    `session_ids=None` means every finished session (of `subject`, if given). Sessions that are not
+    done are left out. Feature columns follow fervideo.features' declared order, then alphabetical.
+    """
+    with _with_session(db) as session:
+        pairs = _select_done_sessions(session, session_ids, subject)
+        ids = [row.id for row, _code in pairs]
+        features = _by_session(session, select(SessionFeatures.session_id, SessionFeatures),
+                               SessionFeatures.session_id, ids)
+        predictions = _latest_predictions(session, ids)
+        labels = _latest_labels(session, ids)
+        records = [_cohort_row(row, code, features.get(row.id), predictions.get(row.id), labels.get(row.id))
+                   for row, code in pairs]
+    feature_names = {key for record in records for key in record if key.startswith(FEATURE_PREFIX)}
+    columns = [*COHORT_LEADING_COLUMNS,
+               *(FEATURE_PREFIX + name for name in _feature_order({n[len(FEATURE_PREFIX):] for n in feature_names})),
+               *COHORT_TRAILING_COLUMNS]
+    table = pd.DataFrame.from_records(records, columns=columns)
+    dtypes = {name: kind for name, kind in COHORT_DTYPES.items() if name in table}
+    dtypes.update({name: "float64" for name in feature_names})
+    table = table.astype(dtypes)
+    for name in ("recorded_at", "phq_recorded_at", "processed_at"):
+        table[name] = pd.to_datetime(table[name])
+    return table
