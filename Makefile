@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fervideo-installed
 
-.PHONY: demo test install lint bench clean browser
+.PHONY: demo test install lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +17,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Debian's Chromium + ChromeDriver for the dashboard's end-to-end test (skipped with a reason if absent).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
-	  || echo "chromium could not be installed: the browser test will be skipped"; }
+# System tools the tests use: Debian's Chromium + ChromeDriver (dashboard end-to-end test) and
+# poppler-utils (PDF report rendering). Tests that need them skip with a reason if they are absent.
+SYSTEM_TOOLS := chromium chromedriver pdftoppm
+system-deps:
+	@missing=0; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver poppler-utils >/dev/null) \
+	  || echo "could not install chromium/poppler-utils: the tests that need them will be skipped"; fi
 
 demo: install
 	$(BIN)/fervideo process tests/data/single_face.mp4 --subject demo-subject --db sqlite:///demo.sqlite --force
 	$(BIN)/fervideo sessions --db sqlite:///demo.sqlite
 
-test: install browser
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 lint: install

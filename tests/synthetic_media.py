@@ -23,6 +23,14 @@ CONTAINER_CODECS = {
 }
 
 
+# Per-codec encoder options: VP9's default 25-frame lookahead allocates a lot and has failed to open
+# under memory pressure; realtime settings need no lookahead and encode faster.
+CODEC_OPTIONS = {
+    "libvpx-vp9": {"lag-in-frames": "0", "deadline": "realtime", "cpu-used": "8"},
+    "libx265": {"x265-params": "log-level=error"},
+}
+
+
 def pattern_frame(index: int, width: int, height: int) -> np.ndarray:
     """A deterministic RGB frame whose brightness encodes its index (steps of 4, wrapping after 50)."""
     value = 20 + 4 * (index % 50)
@@ -52,8 +60,7 @@ def write_video(
     with av.open(str(path), mode="w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        if options:
-            stream.options = options
+        stream.options = {**CODEC_OPTIONS.get(codec, {}), **(options or {})}
         stamps = iter(timestamps_s) if timestamps_s is not None else None
         for index, rgb in enumerate(_chain(first, frames)):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
