@@ -61,4 +61,4 @@ class LabelFileError(DataFileError):
 class PhqRefusalError(FervideoError):
     """A PHQ head will not estimate this session (unreliable, another classifier, another source)."""
 
-    exit_code = 5
+    exit_code = 6

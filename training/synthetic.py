@@ -44,12 +44,12 @@ def draw_face(label: str, size: int, rng: np.random.Generator) -> np.ndarray:
     canvas = size * scale
     image = Image.new("RGB", (canvas, canvas), _colour(rng, 0, 256))
     draw = ImageDraw.Draw(image)
-    radius = canvas * rng.uniform(0.28, 0.4)
-    cx = canvas / 2 + rng.uniform(-0.1, 0.1) * canvas
-    cy = canvas / 2 + rng.uniform(-0.1, 0.1) * canvas
+    radius = canvas * rng.uniform(0.32, 0.42)
+    cx = canvas / 2 + rng.uniform(-0.06, 0.06) * canvas
+    cy = canvas / 2 + rng.uniform(-0.06, 0.06) * canvas
     draw.ellipse([cx - radius * 0.85, cy - radius, cx + radius * 0.85, cy + radius], fill=_colour(rng, 120, 256))
     ink = _colour(rng, 0, 70)
-    width = max(1, int(radius * rng.uniform(0.05, 0.08)))
+    width = max(1, int(radius * rng.uniform(0.07, 0.1)))
     for side in (-1, 1):
         ex, ey = cx + side * radius * 0.36, cy - radius * 0.22
         ew, eh = radius * 0.15, radius * 0.1 * eye_open

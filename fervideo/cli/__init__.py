@@ -10,12 +10,12 @@ import sys
 
 import click
 
+import fervideo.cli.commands_core  # noqa: F401  (registers process, sessions, models, db, version)
 import fervideo.cli.commands_dashboard  # noqa: F401  (registers `fervideo dashboard`)
 import fervideo.cli.commands_export  # noqa: F401  (registers `fervideo export`)
 import fervideo.cli.commands_features  # noqa: F401  (registers `fervideo features`)
 import fervideo.cli.commands_openface  # noqa: F401  (registers `fervideo import-openface`)
 import fervideo.cli.commands_phq  # noqa: F401  (registers `fervideo phq`)
-from fervideo.cli import commands_core  # noqa: F401  (registers commands)
 from fervideo.cli.app import app, err_console
 from fervideo.errors import FervideoError
 
