@@ -261,3 +261,27 @@ def test_mini_xception_port_matches_keras():
     with torch.inference_mode():
         logits = model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
     np.testing.assert_allclose(logits, np.array(reference["logits"]), atol=1e-4)
+
+
+def test_extra_classes_mapped_to_none_are_dropped_and_renormalised(tmp_path):
+    """A 9-class model (e.g. with AffectNet's contempt) with timm overrides, as `fervideo train` writes it."""
+    import json
+
+    from safetensors.torch import save_file
+
+    overrides = {"img_size": 48, "patch_size": 6, "depth": 2, "embed_dim": 64, "num_heads": 2}
+    torch.manual_seed(0)
+    model = ViTTinyFER(num_classes=9, **overrides)
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([0, 0, 0, 3.0, 0, 0, 0, 5.0, 0]))  # contempt strongest
+        model.classifier.weight.zero_()
+    save_file(model.state_dict(), tmp_path / "m9.safetensors")
+    (tmp_path / "m9.json").write_text(json.dumps({
+        "architecture": "vit_tiny_patch16_224", "labels": [*CANONICAL_LABELS, "contempt", "none"],
+        "label_map": {"contempt": None, "none": None}, "preprocessing": {"input_size": 48},
+        "model_kwargs": overrides,
+    }))
+    classifier = load_classifier(str(tmp_path / "m9.safetensors"), device="cpu")
+    probs = classifier.predict(np.zeros((2, 224, 224, 3), np.uint8))
+    assert probs.shape == (2, 7) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert CANONICAL_LABELS[int(probs[0].argmax())] == "happiness"  # contempt dropped, not folded in

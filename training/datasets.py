@@ -29,16 +29,42 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 # Common spellings of the canonical names in public data sets and folder trees.
 ALIASES = {
-    "angry": "anger", "disgusted": "disgust", "fearful": "fear", "scared": "fear", "happy": "happiness",
-    "joy": "happiness", "sad": "sadness", "surprised": "surprise", "suprise": "surprise", "calm": "neutral",
+    "angry": "anger",
+    "disgusted": "disgust",
+    "fearful": "fear",
+    "scared": "fear",
+    "happy": "happiness",
+    "joy": "happiness",
+    "sad": "sadness",
+    "surprised": "surprise",
+    "suprise": "surprise",
+    "calm": "neutral",
 }
 FER2013_LABELS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 FERPLUS_COLUMNS = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
 )
 RAFDB_LABELS = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}
 AFFECTNET_LABELS = (
-    "neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger", "contempt", "none", "uncertain",
+    "neutral",
+    "happiness",
+    "sadness",
+    "surprise",
+    "fear",
+    "disgust",
+    "anger",
+    "contempt",
+    "none",
+    "uncertain",
     "non_face",
 )
 FER2013_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -203,7 +229,9 @@ def read_fer2013(source: SourceConfig, labels: Sequence[str]) -> LabelledImages:
     (keep,) = _limit(source, keep)
     arrays = _pixels_to_array(frame["pixels"].iloc[keep], path) if keep else np.zeros((0, 48, 48), np.uint8)
     name = f"fer2013:{source.split}"
-    return _finish(name, _array_loader(arrays), [mapped[i] for i in keep], fingerprint_file(path), len(mapped) - len(keep))
+    return _finish(
+        name, _array_loader(arrays), [mapped[i] for i in keep], fingerprint_file(path), len(mapped) - len(keep)
+    )
 
 
 def ferplus_majority(votes: np.ndarray) -> np.ndarray:
@@ -246,7 +274,9 @@ def read_ferplus(source: SourceConfig, labels: Sequence[str]) -> LabelledImages:
     name = f"ferplus:{source.split}"
     if pixels is not None:
         arrays = _pixels_to_array(pixels.iloc[keep], images) if keep else np.zeros((0, 48, 48), np.uint8)
-        return _finish(name, _array_loader(arrays), targets, sha256_text(fingerprint_file(path), fingerprint_file(images)), dropped)
+        return _finish(
+            name, _array_loader(arrays), targets, sha256_text(fingerprint_file(path), fingerprint_file(images)), dropped
+        )
     folder = images / FERPLUS_FOLDERS.get(_usage(source.split), "")
     folder = folder if folder.is_dir() else images
     paths = [folder / str(frame["Image name"].iloc[i]).strip() for i in keep]
@@ -339,7 +369,9 @@ def read_affectnet(source: SourceConfig, labels: Sequence[str]) -> LabelledImage
     path = Path(source.path)
     mapper = _affectnet_mapper(source, labels)
     if path.is_dir():
-        root = next((path / s for s in _AFFECTNET_SPLITS.get(source.split, (source.split,)) if (path / s).is_dir()), path)
+        root = next(
+            (path / s for s in _AFFECTNET_SPLITS.get(source.split, (source.split,)) if (path / s).is_dir()), path
+        )
         folder_source = SourceConfig(**{**source.__dict__, "path": str(root), "split": "."})
         paths, targets, dropped = [], [], 0
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -371,7 +403,9 @@ def read_affectnet(source: SourceConfig, labels: Sequence[str]) -> LabelledImage
             x, y, w, h = (int(record[c]) for c in ("face_x", "face_y", "face_width", "face_height"))
             boxes.append((x, y, x + w, y + h))
     paths, boxes, targets = _limit(source, paths, boxes, targets)
-    return _finish(f"affectnet:{path.name}", _file_loader(paths, boxes or None), targets, fingerprint_file(path), dropped)
+    return _finish(
+        f"affectnet:{path.name}", _file_loader(paths, boxes or None), targets, fingerprint_file(path), dropped
+    )
 
 
 def read_hf(source: SourceConfig, labels: Sequence[str]) -> LabelledImages:
@@ -408,7 +442,9 @@ def read_hf(source: SourceConfig, labels: Sequence[str]) -> LabelledImages:
         return loaded[keep[index]][column].convert("RGB")
 
     fingerprint = getattr(loaded, "_fingerprint", None) or sha256_text(source.path)
-    return _finish(f"hf:{source.path}:{source.split}", load, [mapped[i] for i in keep], fingerprint, len(mapped) - len(keep))
+    return _finish(
+        f"hf:{source.path}:{source.split}", load, [mapped[i] for i in keep], fingerprint, len(mapped) - len(keep)
+    )
 
 
 READERS: dict[str, Callable[[SourceConfig, Sequence[str]], LabelledImages]] = {

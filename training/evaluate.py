@@ -41,7 +41,9 @@ class Predictions:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device, autocast_dtype: torch.dtype | None = None) -> Predictions:
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device, autocast_dtype: torch.dtype | None = None
+) -> Predictions:
     model.eval()
     targets, probs, loss_sum = [], [], 0.0
     for images, labels in loader:
@@ -63,11 +65,14 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, autocast
 def summary_metrics(pred: Predictions, labels: Sequence[str]) -> dict[str, Any]:
     """The classification_report dict (per class + macro/weighted avg) plus accuracy and loss."""
     report = classification_report(
-        pred.targets, pred.predicted, labels=list(range(len(labels))), target_names=list(labels),
-        output_dict=True, zero_division=0,
+        pred.targets,
+        pred.predicted,
+        labels=list(range(len(labels))),
+        target_names=list(labels),
+        output_dict=True,
+        zero_division=0,
     )
-    return {"accuracy": pred.accuracy, "loss": pred.loss, "macro_f1": report["macro avg"]["f1-score"],
-            "report": report}
+    return {"accuracy": pred.accuracy, "loss": pred.loss, "macro_f1": report["macro avg"]["f1-score"], "report": report}
 
 
 def save_confusion_png(matrix: np.ndarray, labels: Sequence[str], path: Path, title: str) -> None:
@@ -98,7 +103,11 @@ def write_report(pred: Predictions, labels: Sequence[str], out_dir: Path, title:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = summary_metrics(pred, labels)
     text = classification_report(
-        pred.targets, pred.predicted, labels=list(range(len(labels))), target_names=list(labels), digits=4,
+        pred.targets,
+        pred.predicted,
+        labels=list(range(len(labels))),
+        target_names=list(labels),
+        digits=4,
         zero_division=0,
     )
     (out_dir / "classification_report.txt").write_text(f"{title}\n\naccuracy: {pred.accuracy:.4f}\n\n{text}")
@@ -114,7 +123,11 @@ def write_report(pred: Predictions, labels: Sequence[str], out_dir: Path, title:
 
 
 def evaluate_checkpoint(
-    model_path: Path, sources: Sequence[SourceConfig], out_dir: Path, device: str = "cpu", batch_size: int = 64,
+    model_path: Path,
+    sources: Sequence[SourceConfig],
+    out_dir: Path,
+    device: str = "cpu",
+    batch_size: int = 64,
     num_workers: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a trained artifact on data sources read with the model's own label set."""

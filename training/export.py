@@ -45,15 +45,27 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, opset
     batch = torch.export.Dim("batch", min=1, max=4096)
     try:
         program = torch.onnx.export(
-            model, (example,), dynamo=True, input_names=["input"], output_names=["logits"],
-            dynamic_shapes=({0: batch},), opset_version=opset, verbose=False,
+            model,
+            (example,),
+            dynamo=True,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            verbose=False,
         )
         program.save(str(path))
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; we fall back, then verify
         logger.warning("dynamo ONNX export failed (%s); using the TorchScript exporter", str(exc).splitlines()[0])
         torch.onnx.export(
-            model, (example,), str(path), dynamo=False, input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
         )
     return path
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 import fervideo
 from fervideo.emotion.registry import resolve_device
 from training.config import Recipe, StageConfig
-from training.datasets import FaceDataset, build_dataset
+from training.datasets import build_dataset
 from training.evaluate import predict, summary_metrics
 from training.model import build_classifier, canonical_label_map, initialise, save_artifact
 from training.transforms import eval_transform, train_transform
@@ -95,7 +95,9 @@ class StageState:
     best_epoch: int = -1
     bad_epochs: int = 0
     done: bool = False
-    running: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0})
+    running: dict[str, float] = field(
+        default_factory=lambda: {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+    )
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -135,9 +137,12 @@ class StageTrainer:
         self.recipe, self.stage, self.dir, self.device = recipe, stage, stage_dir, device
         m, optim = stage.model, stage.optim
         self.labels = list(m.labels)
+        seed_everything(recipe.seed)  # before building: random init weights depend on the global RNG
         self.model = build_classifier(m.architecture, len(self.labels), m.model_kwargs)
         self.init_source = init
-        self.train_set = build_dataset(stage.train, self.labels, train_transform(m.input_size, m.mean, m.std, stage.augment))
+        self.train_set = build_dataset(
+            stage.train, self.labels, train_transform(m.input_size, m.mean, m.std, stage.augment)
+        )
         self.val_set = (
             build_dataset(stage.val, self.labels, eval_transform(m.input_size, m.mean, m.std)) if stage.val else None
         )
@@ -150,10 +155,14 @@ class StageTrainer:
         self.optimizer = self._optimizer()
         self.plateau = (
             torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="min" if optim.monitor == "val_loss" else "max",
-                factor=optim.plateau_factor, patience=optim.plateau_patience, min_lr=optim.min_lr,
+                self.optimizer,
+                mode="min" if optim.monitor == "val_loss" else "max",
+                factor=optim.plateau_factor,
+                patience=optim.plateau_patience,
+                min_lr=optim.min_lr,
             )
-            if optim.scheduler == "plateau" else None
+            if optim.scheduler == "plateau"
+            else None
         )
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -194,8 +203,13 @@ class StageTrainer:
         aug = self.stage.augment
         if aug.mixup <= 0 and aug.cutmix <= 0:
             return None
-        return Mixup(mixup_alpha=aug.mixup, cutmix_alpha=aug.cutmix, prob=aug.mix_prob,
-                     label_smoothing=self.stage.optim.label_smoothing, num_classes=len(self.labels))
+        return Mixup(
+            mixup_alpha=aug.mixup,
+            cutmix_alpha=aug.cutmix,
+            prob=aug.mix_prob,
+            label_smoothing=self.stage.optim.label_smoothing,
+            num_classes=len(self.labels),
+        )
 
     def _targets(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.mixup is not None:
@@ -244,17 +258,29 @@ class StageTrainer:
         if self.plateau is not None and self.state.step >= warmup:
             return  # after warmup ReduceLROnPlateau owns the learning rate
         factor = lr_factor(
-            self.state.step, self.total_steps, warmup, optim.scheduler,
-            int(round(optim.restart_epochs * self.steps_per_epoch)), optim.restart_mult, optim.min_lr / optim.lr,
+            self.state.step,
+            self.total_steps,
+            warmup,
+            optim.scheduler,
+            int(round(optim.restart_epochs * self.steps_per_epoch)),
+            optim.restart_mult,
+            optim.min_lr / optim.lr if optim.lr > 0 else 0.0,
         )
         for group in self.optimizer.param_groups:
             group["lr"] = optim.lr * factor
 
     def _loader(self) -> DataLoader:
-        self.sampler.epoch, self.sampler.skip = self.state.epoch, self.state.batch_in_epoch * self.stage.optim.batch_size
+        self.sampler.epoch, self.sampler.skip = (
+            self.state.epoch,
+            self.state.batch_in_epoch * self.stage.optim.batch_size,
+        )
         return DataLoader(
-            self.train_set, batch_size=self.stage.optim.batch_size, sampler=self.sampler, drop_last=True,
-            num_workers=self.recipe.num_workers, pin_memory=self.device.type == "cuda",
+            self.train_set,
+            batch_size=self.stage.optim.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=self.recipe.num_workers,
+            pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             # Its own generator, so creating the loader does not consume the global RNG (exact resume).
             generator=torch.Generator().manual_seed(self.recipe.seed + self.state.epoch),
@@ -268,7 +294,7 @@ class StageTrainer:
         loss = soft_cross_entropy(logits, targets, self.class_weights)
         self.scaler.scale(loss / accumulate).backward()
         correct = int((logits.argmax(dim=1) == labels).sum())
-        return float(loss), correct
+        return loss.detach().item(), correct
 
     def _optimizer_step(self) -> None:
         self._set_lr()
@@ -288,8 +314,14 @@ class StageTrainer:
         accumulate = optim.grad_accum
         # The optimizer step closes each group of `grad_accum` batches; a trailing partial group is skipped.
         usable = self.steps_per_epoch * accumulate
-        bar = tqdm(total=usable, initial=state.batch_in_epoch, desc=f"{self.stage.name} epoch {state.epoch + 1}",
-                   leave=False, disable=None, unit="batch")
+        bar = tqdm(
+            total=usable,
+            initial=state.batch_in_epoch,
+            desc=f"{self.stage.name} epoch {state.epoch + 1}",
+            leave=False,
+            disable=None,
+            unit="batch",
+        )
         start = time.perf_counter()
         seconds_before = running["seconds"]
         for images, labels in self._loader():
@@ -314,8 +346,11 @@ class StageTrainer:
                     return False
             bar.update(1)
             elapsed = max(seconds_before + time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{running['loss'] / running['seen']:.3f}",
-                            acc=f"{running['correct'] / running['seen']:.3f}", img_s=f"{running['seen'] / elapsed:.0f}")
+            bar.set_postfix(
+                loss=f"{running['loss'] / running['seen']:.3f}",
+                acc=f"{running['correct'] / running['seen']:.3f}",
+                img_s=f"{running['seen'] / elapsed:.0f}",
+            )
         bar.close()
         running["seconds"] = seconds_before + time.perf_counter() - start
         return True
@@ -323,7 +358,9 @@ class StageTrainer:
     def end_epoch(self, tb: Any, writer: csv.DictWriter | None) -> dict[str, Any]:
         state, running, optim = self.state, self.state.running, self.stage.optim
         row: dict[str, Any] = {
-            "stage": self.stage.name, "epoch": state.epoch + 1, "step": state.step,
+            "stage": self.stage.name,
+            "epoch": state.epoch + 1,
+            "step": state.step,
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": running["loss"] / max(running["seen"], 1),
             "train_accuracy": running["correct"] / max(running["seen"], 1),
@@ -332,7 +369,11 @@ class StageTrainer:
         if self.val_set is not None:
             loader = DataLoader(self.val_set, batch_size=optim.batch_size, num_workers=self.recipe.num_workers)
             metrics = summary_metrics(predict(self.model, loader, self.device, self.amp_dtype), self.labels)
-            row |= {"val_loss": metrics["loss"], "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
+            row |= {
+                "val_loss": metrics["loss"],
+                "val_accuracy": metrics["accuracy"],
+                "val_macro_f1": metrics["macro_f1"],
+            }
         monitored = row.get(optim.monitor, -row["train_loss"])
         if _better(monitored, state.best, optim.monitor if optim.monitor in row else "val_accuracy"):
             state.best, state.best_epoch, state.bad_epochs = monitored, state.epoch + 1, 0
@@ -368,8 +409,13 @@ class StageTrainer:
             "labels": self.labels,
             # Only entries that differ from the identity; None = not a canonical emotion (dropped at inference).
             "label_map": {k: v for k, v in mapping.items() if k != v},
-            "preprocessing": {"input_size": m.input_size, "grayscale": False, "mean": m.mean, "std": m.std,
-                              "note": "RGB aligned crop resized to input_size (bilinear, antialias), x/255, (x-mean)/std"},
+            "preprocessing": {
+                "input_size": m.input_size,
+                "grayscale": False,
+                "mean": m.mean,
+                "std": m.std,
+                "note": "RGB aligned crop resized to input_size (bilinear, antialias), x/255, (x-mean)/std",
+            },
             "output": "logits; apply softmax",
             "source": f"fervideo training recipe {self.recipe.name!r}, stage {self.stage.name!r}",
             "init": self.init_source,
@@ -378,7 +424,9 @@ class StageTrainer:
             "data": {
                 "train": self.train_set.fingerprints(),
                 "val": self.val_set.fingerprints() if self.val_set else {},
-                "train_class_counts": dict(zip(self.labels, self.train_set.class_counts(len(self.labels)).tolist(), strict=True)),
+                "train_class_counts": dict(
+                    zip(self.labels, self.train_set.class_counts(len(self.labels)).tolist(), strict=True)
+                ),
             },
             "metrics": metrics,
             "best_epoch": self.state.best_epoch,
@@ -392,8 +440,9 @@ class StageTrainer:
         if resume and self.last_path.is_file():
             rng = self.load_checkpoint()
         else:
-            seed_everything(self.recipe.seed)
-            self.init_source = initialise(self.model, self.stage.model.architecture, self.init_source, self.stage.model.model_kwargs)
+            self.init_source = initialise(
+                self.model, self.stage.model.architecture, self.init_source, self.stage.model.model_kwargs
+            )
         self.model.to(self.device)
         _move_optimizer(self.optimizer, self.device)
         if rng is not None:
@@ -455,7 +504,9 @@ class RunResult:
     stages: list[dict[str, Any]]
 
 
-def train_recipe(recipe: Recipe, resume: bool = False, stop_at_step: int | None = None, device: str | None = None) -> RunResult:
+def train_recipe(
+    recipe: Recipe, resume: bool = False, stop_at_step: int | None = None, device: str | None = None
+) -> RunResult:
     """Run every stage in order; each later stage starts from the previous stage's best weights.
 
     `stop_at_step` stops the first unfinished stage after that many optimizer steps (as an interruption
@@ -470,8 +521,15 @@ def train_recipe(recipe: Recipe, resume: bool = False, stop_at_step: int | None 
         best = trainer.run(resume=resume, stop_at_step=stop_at_step)
         if best is None:
             return RunResult(None, summaries)
-        summaries.append({"stage": stage.name, "best_epoch": trainer.state.best_epoch, "best": trainer.state.best,
-                          "init": trainer.init_source, "history": trainer.state.history})
+        summaries.append(
+            {
+                "stage": stage.name,
+                "best_epoch": trainer.state.best_epoch,
+                "best": trainer.state.best,
+                "init": trainer.init_source,
+                "history": trainer.state.history,
+            }
+        )
         init = str(best)
     final = out / "model.safetensors"
     final.write_bytes(best.read_bytes())
@@ -480,7 +538,3 @@ def train_recipe(recipe: Recipe, resume: bool = False, stop_at_step: int | None 
     logger.info("final model: %s", final)
     return RunResult(final, summaries)
 
-
-def describe(dataset: FaceDataset, labels: list[str]) -> str:
-    counts = dataset.class_counts(len(labels))
-    return ", ".join(f"{label} {count}" for label, count in zip(labels, counts, strict=True))

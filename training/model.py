@@ -2,7 +2,6 @@
 its initialisation, and the safetensors + JSON sidecar artifact.
 """
 
-import inspect
 import json
 import logging
 from pathlib import Path
@@ -24,26 +23,13 @@ def build_classifier(architecture: str, num_classes: int, model_kwargs: dict[str
     """ViTTinyFER for any timm ViT; `model_kwargs` (img_size, patch_size, depth...) reach timm."""
     if not timm.is_model(architecture):
         raise ModelError(f"unknown timm architecture {architecture!r}")
-    kwargs = dict(model_kwargs or {})
-    if not kwargs:
-        return ViTTinyFER(architecture, num_classes=num_classes)
-    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(ViTTinyFER.__init__).parameters.values()):
-        return ViTTinyFER(architecture, num_classes=num_classes, **kwargs)
-    # ViTTinyFER does not take timm overrides (yet): swap in the overridden backbone, keeping key names.
-    model = ViTTinyFER(architecture, num_classes=num_classes)
-    model.backbone.vit = timm.create_model(architecture, pretrained=False, num_classes=0, global_pool="token", **kwargs)
-    embed_dim = model.backbone.vit.num_features
-    model.norm = nn.LayerNorm(embed_dim)
-    model.classifier = nn.Linear(embed_dim, num_classes)
-    return model
+    return ViTTinyFER(architecture, num_classes=num_classes, **(model_kwargs or {}))
 
 
 def _load_timm_pretrained(model: ViTTinyFER, architecture: str, kwargs: dict[str, Any]) -> str:
     """timm's pretrained weights for the backbone (cached or downloaded by timm); the head stays new."""
     try:
-        pretrained = timm.create_model(
-            architecture, pretrained=True, num_classes=0, global_pool="token", **kwargs
-        )
+        pretrained = timm.create_model(architecture, pretrained=True, num_classes=0, global_pool="token", **kwargs)
     except (RuntimeError, OSError, ValueError) as exc:
         raise ModelError(
             f"cannot get timm pretrained weights for {architecture} ({str(exc).splitlines()[0]}); "
@@ -70,7 +56,9 @@ def _load_checkpoint(model: ViTTinyFER, path: Path) -> str:
     if "classifier.weight" in state and state["classifier.weight"].shape != head_shape:
         logger.warning(
             "%s has a %d-class head; this model has %d classes, so the head starts new",
-            path, state["classifier.weight"].shape[0], head_shape[0],
+            path,
+            state["classifier.weight"].shape[0],
+            head_shape[0],
         )
         state["classifier.weight"], state["classifier.bias"] = model.classifier.weight, model.classifier.bias
     load_weights(model, state, path)
@@ -124,8 +112,11 @@ def load_artifact(path: Path) -> tuple[ViTTinyFER, dict[str, Any]]:
     if path.with_suffix(".json").is_file():
         sidecar = read_artifact_sidecar(path)
     elif path.suffix == ".pth":  # the seed checkpoint has no sidecar
-        sidecar = {"architecture": "vit_tiny_patch16_224", "labels": list(CANONICAL_LABELS),
-                   "preprocessing": {"input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3}}
+        sidecar = {
+            "architecture": "vit_tiny_patch16_224",
+            "labels": list(CANONICAL_LABELS),
+            "preprocessing": {"input_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3},
+        }
     else:
         raise ModelError(f"{path} needs a sidecar {path.with_suffix('.json').name}")
     model = build_classifier(sidecar["architecture"], len(sidecar["labels"]), sidecar.get("model_kwargs"))

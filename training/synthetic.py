@@ -15,13 +15,13 @@ from fervideo.labels import CANONICAL_LABELS
 # Per class: mouth curvature (+ smile, - frown), mouth openness, brow tilt (+ inner ends up, as in sadness;
 # - inner ends down, as in anger), brow height, eye openness. Units are fractions of the face radius.
 _EXPRESSIONS: dict[str, tuple[float, float, float, float, float]] = {
-    "anger": (0.0, 0.0, -0.22, -0.02, 0.55),
-    "disgust": (-0.18, 0.04, -0.08, 0.0, 0.35),
-    "fear": (-0.05, 0.18, 0.2, 0.12, 1.25),
-    "happiness": (0.28, 0.06, 0.0, 0.02, 0.8),
+    "anger": (0.0, 0.0, -0.35, -0.04, 0.55),
+    "disgust": (-0.22, 0.0, 0.0, 0.0, 0.3),
+    "fear": (-0.05, 0.2, 0.3, 0.14, 1.4),
+    "happiness": (0.35, 0.08, 0.0, 0.02, 0.85),
     "neutral": (0.0, 0.0, 0.0, 0.0, 0.9),
-    "sadness": (-0.25, 0.0, 0.22, 0.0, 0.7),
-    "surprise": (0.0, 0.38, 0.0, 0.2, 1.35),
+    "sadness": (-0.3, 0.0, 0.35, 0.0, 0.7),
+    "surprise": (0.0, 0.45, 0.0, 0.25, 1.5),
 }
 
 
@@ -37,9 +37,7 @@ def _mouth_points(cx: float, cy: float, half_width: float, curve: float, radius:
 
 def draw_face(label: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """One uint8 [size, size, 3] RGB image of a drawn face showing `label`."""
-    curve, opening, brow_tilt, brow_raise, eye_open = (
-        v + rng.normal(0, 0.025) for v in _EXPRESSIONS[label]
-    )
+    curve, opening, brow_tilt, brow_raise, eye_open = (v + rng.normal(0, 0.025) for v in _EXPRESSIONS[label])
     scale = 4  # draw large then shrink: antialiased edges, as a camera would give
     canvas = size * scale
     image = Image.new("RGB", (canvas, canvas), _colour(rng, 0, 256))

@@ -16,6 +16,7 @@ import fervideo.cli.commands_export  # noqa: F401  (registers `fervideo export`)
 import fervideo.cli.commands_features  # noqa: F401  (registers `fervideo features`)
 import fervideo.cli.commands_openface  # noqa: F401  (registers `fervideo import-openface`)
 import fervideo.cli.commands_phq  # noqa: F401  (registers `fervideo phq`)
+import fervideo.cli.commands_train  # noqa: F401  (registers `fervideo train`)
 from fervideo.cli.app import app, err_console
 from fervideo.errors import FervideoError
 

@@ -36,7 +36,7 @@ def build_model(config: ModelConfig) -> nn.Module:
     if config.architecture.startswith("vit") and timm.is_model(config.architecture):
         if config.grayscale:
             raise ModelError(f"{config.architecture} takes RGB input; its sidecar must not set grayscale")
-        return ViTTinyFER(config.architecture, num_classes=num_classes)
+        return ViTTinyFER(config.architecture, num_classes=num_classes, **(config.extra.get("model_kwargs") or {}))
     raise ModelError(
         f"unknown classifier architecture {config.architecture!r}; expected {MINI_XCEPTION!r} or a timm ViT"
     )

@@ -84,8 +84,10 @@ class EmotionClassifier:
     def _predict_batch(self, crops: np.ndarray) -> np.ndarray:
         with _autocast(self.device):
             logits = self.model(to_model_input(crops, self.config, self.device))
-        # Softmax in fp32 so low-precision logits still give rows that sum to 1.
+        # Softmax in fp32 so low-precision logits still give rows that sum to 1; renormalise after
+        # dropping classes outside the canonical seven (a no-op for 7-class models).
         probs = torch.softmax(logits.float(), dim=1).index_select(1, self._canonical_order)
+        probs = probs / probs.sum(dim=1, keepdim=True)
         return probs.cpu().numpy().astype(np.float32, copy=False)
 
     def provenance(self) -> dict[str, Any]:

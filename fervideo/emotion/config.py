@@ -21,7 +21,8 @@ class ModelConfig:
 
     architecture: str
     labels: tuple[str, ...]
-    label_map: dict[str, str] = field(default_factory=dict)
+    # Model label -> canonical name; None drops a class the canonical set lacks (e.g. contempt).
+    label_map: dict[str, str | None] = field(default_factory=dict)
     input_size: int = 224
     grayscale: bool = False
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
@@ -36,11 +37,13 @@ class ModelConfig:
     def canonical_order(self) -> list[int]:
         """Column indices into the model's output that yield CANONICAL_LABELS order.
 
-        Raises ModelError unless the (mapped) labels are exactly the canonical set, because a silent
-        partial mapping would put probabilities under the wrong emotion downstream.
+        Classes mapped to None (outside the canonical set) are left out; the classifier renormalises
+        the remaining seven. Raises ModelError unless the kept labels are exactly the canonical set,
+        because a silent partial mapping would put probabilities under the wrong emotion downstream.
         """
         mapped = [self.label_map.get(label, label) for label in self.labels]
-        if sorted(mapped) != sorted(CANONICAL_LABELS):
+        kept = [label for label in mapped if label is not None]
+        if sorted(kept) != sorted(CANONICAL_LABELS):
             raise ModelError(
                 f"model labels {list(self.labels)} do not map onto the canonical labels "
                 f"{list(CANONICAL_LABELS)}; declare a 'label_map' in the sidecar JSON"
@@ -72,7 +75,7 @@ def read_sidecar(path: Path) -> ModelConfig:
     config = ModelConfig(
         architecture=str(raw["architecture"]),
         labels=tuple(str(label) for label in raw["labels"]),
-        label_map={str(k): str(v) for k, v in raw.get("label_map", {}).items()},
+        label_map={str(k): None if v is None else str(v) for k, v in raw.get("label_map", {}).items()},
         input_size=int(prep.get("input_size", 224)),
         grayscale=grayscale,
         mean=_as_floats(prep.get("mean", 0.5), channels, "mean", path),

@@ -15,16 +15,17 @@ class ViTTinyFER(nn.Module):
     """timm ViT (class-token features) -> LayerNorm -> Linear(num_classes); returns logits.
 
     `model_name` may be any timm ViT (e.g. vit_base_patch16_224); the head follows its embed dim.
+    `timm_kwargs` (e.g. img_size, patch_size, depth) override the timm model's defaults.
     Weights are never downloaded here: they come from a checkpoint loaded afterwards.
     """
 
-    def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7) -> None:
+    def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7, **timm_kwargs) -> None:
         super().__init__()
         self.model_name = model_name
         # A bare container so the timm model's keys read `backbone.vit.*`, as in the seed checkpoint.
         self.backbone = nn.Module()
         self.backbone.vit = timm.create_model(
-            model_name, pretrained=False, num_classes=0, global_pool="token"
+            model_name, pretrained=False, num_classes=0, global_pool="token", **timm_kwargs
         )
         embed_dim = self.backbone.vit.num_features
         self.norm = nn.LayerNorm(embed_dim)
