@@ -30,6 +30,7 @@ from fervideo.features import (
 )
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.store import Frame, SessionStatus, Subject, VideoSession, get_or_create_subject
+from fervideo.utils import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +166,6 @@ def openface_frame_table(table: pd.DataFrame) -> pd.DataFrame:
     return frames
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _existing_session(db, subject_code: str, sha256: str) -> int | None:
     return db.scalar(
         select(VideoSession.id).join(Subject).where(
@@ -184,7 +181,7 @@ def import_openface_csv(db_factory, path: str | Path, subject: str, session_labe
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
-    sha256 = _file_sha256(path)
+    sha256 = sha256_file(path)
     with db_factory() as db:
         existing = _existing_session(db, subject, sha256)
     if existing is not None:

@@ -8,6 +8,7 @@ with the error, so a half-processed session never looks complete.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import hashlib
 import json
@@ -43,6 +44,7 @@ from fervideo.store import (
     get_or_create_subject,
     open_database,
 )
+from fervideo.utils import sha256_file
 from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, VideoStream
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,20 @@ class ProcessResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def file_sha256(path: Path, block_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(block_size):
-            digest.update(block)
-    return digest.hexdigest()
+def _load_malloc_trim() -> Callable[[], None]:
+    """glibc's malloc_trim, or a no-op where there is none (macOS, musl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return lambda: libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return lambda: None
+
+
+# Interleaving the detector's, the classifier's and the decoder's allocations of different sizes
+# fragments glibc's heap: freed memory is not returned and RSS creeps up chunk after chunk (measured:
+# +0.7 GB over 10 minutes of video with the ViT). Trimming after each chunk keeps memory flat, at a
+# cost of milliseconds per chunk.
+release_freed_memory = _load_malloc_trim()
 
 
 def _prefetched(chunks: Iterator[FrameChunk], depth: int = 1) -> Iterator[FrameChunk]:
@@ -272,7 +282,7 @@ class SessionProcessor:
         started = time.perf_counter()
         # Opening the stream probes the file: it fails fast, before anything is written.
         stream = VideoStream(path, self.sample_fps, self.chunk_size)
-        video_sha256 = file_sha256(path)
+        video_sha256 = sha256_file(path)
         existing = None if force else self._find_done_session(subject, video_sha256)
         if existing is not None:
             with self.db() as db:
@@ -307,6 +317,7 @@ class SessionProcessor:
         rows = frame_rows(chunk, faces, probs, scale)
         with _writing(self.db, "frames") as db:
             db.execute(insert(Frame), _records_for_insert(session_id, rows))
+        release_freed_memory()
         timings["store_s"] += time.perf_counter() - tick
         return rows
 

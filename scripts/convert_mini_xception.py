@@ -8,7 +8,6 @@ exactly once. Then update `MODELS["mini-xception-fer2013"].sha256` in fervideo/e
 """
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import safetensors.torch
 import torch
 
 from fervideo.emotion.minixception import MINI_XCEPTION_LABELS, MINI_XCEPTION_TO_CANONICAL, MiniXception
+from fervideo.utils import sha256_file
 
 ASSETS = Path(__file__).resolve().parent.parent / "fervideo" / "assets"
 STEM = "fer2013_mini_xception"
@@ -99,10 +99,6 @@ def convert(hdf5_path: Path) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in model.state_dict().items()}
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def sidecar(hdf5_path: Path, weights_sha256: str) -> dict:
     return {
         "name": "mini-xception-fer2013",
@@ -120,7 +116,7 @@ def sidecar(hdf5_path: Path, weights_sha256: str) -> dict:
         "source": SOURCE,
         "licence": "MIT",
         "source_file": hdf5_path.name,
-        "source_sha256": sha256_of(hdf5_path),
+        "source_sha256": sha256_file(hdf5_path),
         "weights_sha256": weights_sha256,
         "converted_by": "scripts/convert_mini_xception.py",
     }
@@ -134,7 +130,7 @@ def main() -> None:
     weights_path = args.out_dir / f"{STEM}.safetensors"
     safetensors.torch.save_file(convert(args.hdf5), str(weights_path), metadata={"source": SOURCE})
     weights_path.chmod(0o644)  # safetensors writes 0600; the asset ships inside the package
-    weights_sha256 = sha256_of(weights_path)
+    weights_sha256 = sha256_file(weights_path)
     sidecar_path = weights_path.with_suffix(".json")
     sidecar_path.write_text(json.dumps(sidecar(args.hdf5, weights_sha256), indent=2) + "\n")
     print(f"wrote {weights_path} (sha256 {weights_sha256}) and {sidecar_path}")

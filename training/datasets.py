@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from fervideo.errors import DataFileError
+from fervideo.utils import sha256_file
 from training.config import SourceConfig
 
 logger = logging.getLogger(__name__)
@@ -124,11 +125,7 @@ def fingerprint_files(paths: Sequence[Path], root: Path) -> str:
 
 
 def fingerprint_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def _open_rgb(path: Path, box: tuple[int, int, int, int] | None = None) -> Image.Image:

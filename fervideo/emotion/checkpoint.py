@@ -4,7 +4,6 @@ No pickle: `.pth` goes through `torch.load(weights_only=True)`, `.safetensors` t
 A checkpoint that does not fit becomes a one-line ModelError instead of a torch traceback.
 """
 
-import hashlib
 import pickle
 from pathlib import Path
 
@@ -18,14 +17,6 @@ from fervideo.emotion.config import MINI_XCEPTION, ModelConfig
 from fervideo.emotion.minixception import MiniXception
 from fervideo.emotion.vit import ViTTinyFER
 from fervideo.errors import ModelError
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_model(config: ModelConfig) -> nn.Module:

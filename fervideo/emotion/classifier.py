@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from fervideo.emotion.checkpoint import build_model, load_weights, read_state_dict, sha256_of
+from fervideo.emotion.checkpoint import build_model, load_weights, read_state_dict
 from fervideo.emotion.config import ModelConfig
 from fervideo.emotion.preprocess import check_crops, to_model_input
 from fervideo.labels import CANONICAL_LABELS
+from fervideo.utils import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class EmotionClassifier:
         model = build_model(config)
         load_weights(model, read_state_dict(path), path)
         return cls(
-            model, config, name=name, weights_sha256=sha256_of(path), source=source, device=device, **kwargs
+            model, config, name=name, weights_sha256=sha256_file(path), source=source, device=device, **kwargs
         )
 
     def predict(self, crops: np.ndarray) -> np.ndarray:

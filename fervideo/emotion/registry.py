@@ -16,10 +16,10 @@ import torch
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
 
-from fervideo.emotion.checkpoint import sha256_of
 from fervideo.emotion.classifier import EmotionClassifier
 from fervideo.emotion.config import SEED_VIT_CONFIG, ModelConfig, read_sidecar
 from fervideo.errors import ModelError
+from fervideo.utils import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def cached_path(source: ModelSource) -> Path | None:
 
 
 def _verified(path: Path, source: ModelSource) -> Path:
-    if source.sha256 is not None and (actual := sha256_of(path)) != source.sha256:
+    if source.sha256 is not None and (actual := sha256_file(path)) != source.sha256:
         raise ModelError(f"{source.name}: {path} has sha256 {actual}, expected {source.sha256}; reinstall it")
     return path
 

@@ -6,7 +6,6 @@ on CPU) and the landmarks (for alignment)."""
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torchvision.ops import nms
 
 from fervideo.errors import ModelError
 from fervideo.faces.types import Detections
+from fervideo.utils import sha256_file
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "retinaface_mobilenet0.25.pth"
 # The network was trained on BGR images with these per-channel means subtracted (no scaling).
@@ -27,14 +27,6 @@ BGR_MEAN = (104.0, 117.0, 123.0)
 # faces down to ~3.7% of the frame's longer side (~50 px in 1280x720): smaller faces are too small for a
 # reliable expression reading anyway, and 480 runs about twice as fast as 640 on a 2-core CPU.
 DEFAULT_DETECT_SIZE = 480
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_retinaface(weights: Path, device: str | torch.device) -> RetinaFace:
@@ -118,7 +110,7 @@ class RetinaFaceDetector:
     @property
     def weights_sha256(self) -> str:
         if self._weights_sha256 is None:
-            self._weights_sha256 = sha256_of(self.weights)
+            self._weights_sha256 = sha256_file(self.weights)
         return self._weights_sha256
 
     def detect(self, frames_rgb: np.ndarray) -> list[Detections]:
