@@ -31,9 +31,11 @@ from fervideo.features import FEATURE_DEFINITIONS, store_session_features
 
 log = logging.getLogger(__name__)
 
-PHQ_CAVEAT = ("PHQ estimate from facial expression only: a research estimate, not a diagnosis. "
-              "Item 9 (thoughts of self-harm) is never inferred; ask it directly.")
-ITEM9_NOTE = "Item 9 (suicidality) is not inferred by fervideo."
+# The PHQ caveat wording, in one place: the CLI prints PHQ_CAVEAT; exports, reports and the dashboard
+# show fervideo.export.phq_caveats(), built from these same sentences.
+NOT_A_DIAGNOSIS = "PHQ estimate from facial expression only: a research estimate, not a diagnosis."
+ITEM9_NOTE = "Item 9 (suicidality) is not assessed: fervideo never infers it from video; ask about it directly."
+PHQ_CAVEAT = f"{NOT_A_DIAGNOSIS} {ITEM9_NOTE}"
 INSTRUMENT_MAX = {"PHQ-8": 24, "PHQ-9": 27}
 PHQ_ITEMS = ("interest", "depressed", "sleep", "tired", "appetite", "failure", "concentrating", "moving",
              "self_harm")
@@ -47,6 +49,13 @@ DEFAULT_COVERAGE = 0.9
 HEAD_FORMAT = 1
 MODELS = ("ridge", "svr", "gbr")
 HEAD_FEATURE_GROUPS = ("emotion", "valence_arousal", "distribution", "transitions")
+
+
+def interval_note(coverage: float) -> str:
+    """What a prediction interval of nominal `coverage` (0.9 for 90%) does and does not promise."""
+    return (f"The {coverage:.0%} interval is split-conformal: it should hold the questionnaire total in about "
+            f"{coverage:.0%} of sessions like those the head was trained on; the coverage is approximate and "
+            "not a guarantee for this session.")
 
 
 def severity_band(score: float) -> str:

@@ -27,6 +27,7 @@ from fervideo.export import (
     select_session_ids,
     session_summary,
     summary_schema,
+    summary_to_csv,
     validate_summary,
 )
 from fervideo.export import files as export_files
@@ -200,6 +201,22 @@ def test_schema_rejects_a_summary_that_drifts(seeded):
     with pytest.raises(jsonschema.ValidationError):
         validate_summary(summary)
     assert summary_schema()["properties"]["schema_version"]["const"] == "1"
+
+
+def test_summary_to_csv_flattens_the_summary_to_field_value_rows(seeded):
+    import io
+
+    factory, ids = seeded
+    summary = session_summary(factory, ids[0])
+    table = pd.read_csv(io.StringIO(summary_to_csv(summary)), dtype=str, keep_default_na=False)
+    assert list(table.columns) == ["field", "value"] and table["field"].is_unique
+    values = dict(zip(table["field"], table["value"], strict=True))
+    assert values["session.id"] == str(ids[0]) and values["session.subject"] == "S001"
+    assert values["phq.head.name"] == "phq8-ridge-v1" and float(values["phq.estimate"]) == 11.4
+    assert float(values["data_quality.gaps.0.start_s"]) == 20.0  # lists of objects: one numbered field per value
+    assert json.loads(values["labels"]) == list(CANONICAL_LABELS)  # lists of plain values: JSON text
+    assert json.loads(values["phq.caveats"]) == summary["phq"]["caveats"]
+    assert values["features.values.undefined_one"] == ""  # null: an empty cell
 
 
 def test_face_gaps():

@@ -9,6 +9,7 @@ from synthetic_media import CONTAINER_CODECS, pattern_video, write_video
 from fervideo.errors import InputVideoError, InvalidArgumentError
 from fervideo.video import VideoStream, probe_video, sample_frame_indices
 
+
 @pytest.mark.parametrize("suffix", sorted(CONTAINER_CODECS))
 def test_every_container_probes_and_decodes_all_frames(tmp_path, suffix):
     path = pattern_video(tmp_path / f"clip.{suffix}", n_frames=45, width=322, height=242)

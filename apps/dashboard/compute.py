@@ -5,36 +5,20 @@ No Streamlit and no database here, so the benchmark and the tests can call them 
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fervideo.export import face_gaps
+from fervideo.features import CIRCUMPLEX, compute_session_features
 from fervideo.labels import CANONICAL_LABELS
 
 NO_FACE = "no face"
 MAX_DISPLAY_POINTS = 1200  # a chart never holds more bins than this, whatever the session length
-# Used only when fervideo.features has no CIRCUMPLEX table (it is the source of truth when present).
-_FALLBACK_CIRCUMPLEX: dict[str, tuple[float, float]] = {
-    "anger": (-0.6, 0.6), "disgust": (-0.7, 0.2), "fear": (-0.6, 0.7), "happiness": (0.8, 0.4),
-    "neutral": (0.0, 0.0), "sadness": (-0.7, -0.4), "surprise": (0.2, 0.8),
-}
-
-
-def optional(module: str, name: str) -> Any:
-    """An attribute of a sibling stage that may not have landed yet; None if absent or broken."""
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
-def circumplex_matrix() -> np.ndarray:
-    """[7, 2] (valence, arousal) per canonical label, from fervideo.features when it declares it."""
-    table = optional("fervideo.features", "CIRCUMPLEX") or _FALLBACK_CIRCUMPLEX
-    return np.array([table[label] for label in CANONICAL_LABELS], dtype=np.float64)
+# [7, 2] (valence, arousal) per canonical label, from fervideo.features' circumplex table.
+CIRCUMPLEX_MATRIX = np.array([CIRCUMPLEX[label] for label in CANONICAL_LABELS], dtype=np.float64)
 
 
 def time_unit(span_s: float) -> tuple[str, float]:
@@ -86,7 +70,7 @@ def timeline(frames: pd.DataFrame, window_s: float, t0: float, t1: float,
         coverage = face_counts / counts
     has_face = face_counts > 0
     means[~has_face] = 0.0
-    valence_arousal = means @ circumplex_matrix()
+    valence_arousal = means @ CIRCUMPLEX_MATRIX
     valence_arousal[~has_face] = np.nan
     dominant = np.where(has_face, np.array(CANONICAL_LABELS, dtype=object)[means.argmax(axis=1)], NO_FACE)
     table = pd.DataFrame(means, columns=list(CANONICAL_LABELS))
@@ -104,7 +88,7 @@ def range_summary(frames: pd.DataFrame, t0: float, t1: float) -> dict[str, Any]:
     face = part["face_found"].to_numpy(dtype=bool)
     probs = part.loc[face, list(CANONICAL_LABELS)].to_numpy(dtype=np.float64)
     means = probs.mean(axis=0) if len(probs) else np.full(len(CANONICAL_LABELS), np.nan)
-    valence, arousal = (probs @ circumplex_matrix()).mean(axis=0) if len(probs) else (math.nan, math.nan)
+    valence, arousal = (probs @ CIRCUMPLEX_MATRIX).mean(axis=0) if len(probs) else (math.nan, math.nan)
     return {
         "start_s": float(t0), "end_s": float(t1),
         "sampled_frames": int(len(part)), "face_frames": int(face.sum()),
@@ -116,29 +100,11 @@ def range_summary(frames: pd.DataFrame, t0: float, t1: float) -> dict[str, Any]:
 
 
 def range_features(frames: pd.DataFrame, t0: float, t1: float) -> dict[str, float] | None:
-    """The project's session features recomputed over [t0, t1], when fervideo.features offers them."""
-    compute = optional("fervideo.features", "compute_session_features")
+    """The project's session features recomputed over [t0, t1] (None for fewer than two frames)."""
     part = frames[(frames["t"] >= t0) & (frames["t"] <= t1)].reset_index(drop=True)
-    if compute is None or len(part) < 2:
+    if len(part) < 2:
         return None
-    return {name: float(value) for name, value in compute(part).values.items()}
-
-
-def face_gaps(frames: pd.DataFrame, min_gap_s: float = 1.0) -> list[tuple[float, float]]:
-    """(start, end) of runs without a face lasting at least `min_gap_s` (export's rule when present)."""
-    shared = optional("fervideo.export.summary", "face_gaps")
-    if shared is not None:
-        return [(gap["start_s"], gap["end_s"]) for gap in shared(frames, min_gap_s)]
-    if frames.empty:
-        return []
-    found = frames["face_found"].to_numpy(dtype=bool)
-    t = frames["t"].to_numpy(dtype=np.float64)
-    step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
-    edges = np.diff(np.concatenate(([0], (~found).astype(np.int8), [0])))
-    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    gaps = [(float(t[a]), float(t[b]) if b < len(t) else float(t[-1] + step))
-            for a, b in zip(starts, stops, strict=True)]
-    return [gap for gap in gaps if gap[1] - gap[0] >= min_gap_s]
+    return {name: float(value) for name, value in compute_session_features(part).values.items()}
 
 
 def quality_warnings(session: dict, frames: pd.DataFrame, features: dict | None) -> list[str]:
@@ -154,6 +120,6 @@ def quality_warnings(session: dict, frames: pd.DataFrame, features: dict | None)
         warnings.append(f"A face was found in only {coverage:.0%} of sampled frames.")
     gaps = face_gaps(frames, min_gap_s=10.0)
     if gaps:
-        longest = max(end - start for start, end in gaps)
+        longest = max(gap["duration_s"] for gap in gaps)
         warnings.append(f"{len(gaps)} stretch(es) of 10 s or more without a face; the longest lasts {longest:.0f} s.")
     return warnings

@@ -10,7 +10,6 @@ predictions) are not cached: they cost a millisecond and are then always current
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from sqlalchemy.orm import sessionmaker
 
 from apps.dashboard import compute
 from fervideo.errors import DatabaseError
+from fervideo.export import frames_table, session_summary, summary_to_csv, summary_to_json
 from fervideo.store import (
     AuditEvent,
     PhqHead,
@@ -42,10 +42,6 @@ from fervideo.store import (
 )
 
 log = logging.getLogger(__name__)
-
-NOT_A_DIAGNOSIS = "This is an estimate, not a diagnosis."
-ITEM9 = "Item 9 (thoughts of self-harm) is never inferred from video: it must be asked about directly."
-PHQ_BANDS = ((5, "none-minimal"), (10, "mild"), (15, "moderate"), (20, "moderately severe"), (math.inf, "severe"))
 
 
 # ------------------------------------------------------------------------------------------- database
@@ -104,31 +100,6 @@ def fingerprint(db_url: str) -> tuple:
 
 
 # -------------------------------------------------------------------------------------------- helpers
-def phq_band(score: float) -> str:
-    band = compute.optional("fervideo.phq", "severity_band")
-    return str(band(score)) if callable(band) else next(name for upper, name in PHQ_BANDS if score < upper)
-
-
-def phq_caveats() -> list[str]:
-    shared = compute.optional("fervideo.export.summary", "phq_caveats")
-    caveats = list(shared()) if callable(shared) else [NOT_A_DIAGNOSIS]
-    extra = compute.optional("fervideo.phq", "PHQ_CAVEAT")
-    if isinstance(extra, str) and extra.strip() and extra.strip() not in caveats:
-        caveats.append(extra.strip())
-    if not any("item 9" in caveat.lower() for caveat in caveats):
-        caveats.append(ITEM9)
-    return caveats
-
-
-def feature_definitions() -> dict[str, str]:
-    """Feature name -> one-line meaning (fervideo.features' registry, via export when present)."""
-    shared = compute.optional("fervideo.export.summary", "feature_definitions")
-    if callable(shared):
-        return shared()
-    declared = compute.optional("fervideo.features", "FEATURE_DEFINITIONS") or {}
-    return {name: getattr(entry, "definition", str(entry)) for name, entry in declared.items()}
-
-
 def _flags(features: SessionFeatures | None) -> str:
     if features is None:
         return "no features yet"
@@ -302,70 +273,6 @@ def cohort(db_url: str, head_id: int, stamp: tuple) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------- exports
-def _export(name: str):
-    """fervideo.export's function when it has landed (package root first, then its summary module)."""
-    return compute.optional("fervideo.export", name) or compute.optional("fervideo.export.summary", name)
-
-
-def frames_export(db_url: str, session_id: int) -> pd.DataFrame:
-    shared = _export("frames_table")
-    if shared is not None:
-        return shared(reader(db_url), session_id)
-    with reader(db_url)() as db:
-        table = frame_table(db, session_id, with_quality=True)
-    table.insert(0, "session_id", session_id)
-    return table
-
-
-def summary_export(db_url: str, session_id: int) -> dict[str, Any]:
-    shared = _export("session_summary")
-    if shared is not None:
-        return shared(reader(db_url), session_id)
-    return _fallback_summary(db_url, session_id)
-
-
-def _fallback_summary(db_url: str, session_id: int) -> dict[str, Any]:
-    meta = session_meta(db_url, session_id) or {}
-    with reader(db_url)() as db:
-        frames = frame_table(db, session_id)
-    full = compute.range_summary(frames, float(frames["t"].min()), float(frames["t"].max())) if len(frames) else {}
-    keep = ("package_version", "classifier_name", "classifier_sha256", "detector_name", "detector_params",
-            "settings_key", "device")
-    return {"schema_version": "dashboard-fallback", "session": {"id": session_id, "subject": meta.get("subject_code"),
-            "recorded_at": meta.get("recorded_at"), "duration_s": meta.get("duration_s")},
-            "provenance": {k: meta.get(k) for k in keep}, "emotions": full,
-            "features": session_features(db_url, session_id), "phq": session_predictions(db_url, session_id),
-            "caveats": phq_caveats()}
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return str(value)
-
-
-def _clean(value: Any) -> Any:
-    """NaN -> None recursively, because JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
-    elif isinstance(value, list) and value and isinstance(value[0], dict | list):
-        for number, inner in enumerate(value):
-            _flatten(f"{prefix}.{number}", inner, out)
-    else:
-        out.append((prefix, json.dumps(value, default=_json_default) if isinstance(value, list) else value))
-
-
 DOWNLOADS: dict[str, tuple[str, str, str]] = {
     # kind -> (button label, file suffix, mime type)
     "frames_csv": ("Per-frame table (CSV)", "frames.csv", "text/csv"),
@@ -376,23 +283,15 @@ DOWNLOADS: dict[str, tuple[str, str, str]] = {
 
 
 def download_bytes(db_url: str, session_id: int, kind: str) -> bytes:
-    """The file for one download button, built by the project's export code where it exists."""
+    """The file for one download button, built by fervideo.export like the CLI's exports."""
     if kind == "frames_csv":
-        return frames_export(db_url, session_id).to_csv(index=False).encode()
+        return frames_table(reader(db_url), session_id).to_csv(index=False).encode()
     if kind == "frames_json":
-        return frames_export(db_url, session_id).to_json(orient="records", double_precision=6).encode()
-    summary = _clean(summary_export(db_url, session_id))
-    to_json = _export("summary_to_json") or compute.optional("fervideo.export.writers", "summary_to_json")
-    if kind == "summary_json" and to_json is not None:
-        return to_json(summary).encode()
+        return frames_table(reader(db_url), session_id).to_json(orient="records", double_precision=6).encode()
     if kind == "summary_json":
-        return json.dumps(summary, indent=2, default=_json_default, allow_nan=False).encode()
+        return summary_to_json(session_summary(reader(db_url), session_id)).encode()
     if kind == "summary_csv":
-        rows: list[tuple[str, Any]] = []
-        _flatten("", summary, rows)
-        buffer = io.StringIO()
-        pd.DataFrame(rows, columns=["field", "value"]).to_csv(buffer, index=False)
-        return buffer.getvalue().encode()
+        return summary_to_csv(session_summary(reader(db_url), session_id)).encode()
     raise ValueError(f"unknown download {kind!r}")
 
 

@@ -1,13 +1,21 @@
-"""The Typer application object and what every command module shares (consoles, the --db option)."""
+"""The Typer application object and what every command module shares (consoles, the --db option,
+SESSION|--all resolution, per-item errors in loops)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+
+from fervideo.errors import FervideoError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import sessionmaker
 
 app = typer.Typer(
     help="Facial-expression timelines, session affect measures and PHQ estimates from session recordings.",
@@ -39,3 +47,39 @@ def _root(
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
     )
+
+
+def resolve_sessions(db: str | None, session: int | None, all_sessions: bool) -> tuple[sessionmaker, list[int]]:
+    """SESSION|--all checked (before the database is opened), then (sessionmaker, session ids): the one
+    named, or every finished session in id order."""
+    if (session is None) == (not all_sessions):
+        raise InvalidArgumentError("give a SESSION id or --all (not both)")
+    from sqlalchemy import select
+
+    from fervideo.store import SessionStatus, VideoSession, open_database
+
+    factory = open_database(db)
+    if session is not None:
+        return factory, [session]
+    with factory() as dbs:
+        return factory, list(dbs.scalars(select(VideoSession.id).where(VideoSession.status == SessionStatus.DONE)
+                                         .order_by(VideoSession.id)))
+
+
+class ItemErrors:
+    """A command's loop over several items (videos, files, sessions): `with errors.guard():` around one
+    item's work re-raises a FervideoError when there is only one item (the command fails with it), else
+    prints it on one line, counts it and lets the loop go on."""
+
+    def __init__(self, total: int, label: str = "error", colour: str = "red") -> None:
+        self.total, self.label, self.colour, self.count = total, label, colour, 0
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        try:
+            yield
+        except FervideoError as error:
+            if self.total == 1:
+                raise
+            self.count += 1
+            err_console.print(f"[{self.colour}]{self.label}:[/{self.colour}] {error}", highlight=False)

@@ -11,8 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fervideo import __version__
-from fervideo.cli.app import DbOption, app, console, db_app, err_console
-from fervideo.errors import FervideoError
+from fervideo.cli.app import DbOption, ItemErrors, app, console, db_app, err_console
 from fervideo.labels import CANONICAL_LABELS
 
 
@@ -76,9 +75,9 @@ def process(
     # A fallback is also logged as a warning by the registry; the model line is what stays on screen.
     style = "bold yellow" if classifier.fallback_reason else "bold"
     err_console.print(f"[{style}]emotion model: {classifier.name}[/{style}] ({classifier.source}, on {classifier.device})")
-    failures = 0
+    errors = ItemErrors(len(videos))
     for video in videos:
-        try:
+        with errors.guard():
             with _progress_bar() as bar:
                 task = bar.add_task(video.name[:40], total=None, rate="-")
 
@@ -88,14 +87,8 @@ def process(
                     _bar.update(_task, completed=done, total=planned, rate=rate)
 
                 result = processor.process(video, subject, recorded_at=recorded_at, force=force, progress=on_progress)
-        except FervideoError as error:
-            if len(videos) == 1:
-                raise
-            failures += 1
-            err_console.print(f"[red]error:[/red] {error}")
-            continue
-        _print_summary(video, result.session_id, result.frames, result.skipped, result.timings.get("total_s"))
-    if failures:
+            _print_summary(video, result.session_id, result.frames, result.skipped, result.timings.get("total_s"))
+    if errors.count:
         raise typer.Exit(code=1)
 
 

@@ -8,8 +8,7 @@ import typer
 from rich.progress import track
 from rich.table import Table
 
-from fervideo.cli.app import DbOption, app, console, err_console
-from fervideo.errors import InvalidArgumentError
+from fervideo.cli.app import DbOption, app, console, err_console, resolve_sessions
 
 
 @app.command()
@@ -20,14 +19,9 @@ def features(
     db: DbOption = None,
 ) -> None:
     """Compute (if needed), store and show session features; see docs/features.md."""
-    from sqlalchemy import select
-
     from fervideo.features import feature_definition, store_session_features
-    from fervideo.store import SessionStatus, VideoSession, open_database
 
-    if (session is None) == (not all_sessions):
-        raise InvalidArgumentError("give a SESSION id or --all (not both)")
-    factory = open_database(db)
+    factory, ids = resolve_sessions(db, session, all_sessions)
     if session is not None:
         row = store_session_features(factory, session, recompute=recompute)
         table = Table("feature", "value", "meaning", title=f"session {session} features", title_justify="left")
@@ -38,9 +32,6 @@ def features(
         status = "reliable" if row.reliable else "[yellow]unreliable[/yellow]: " + "; ".join(row.reliability_notes)
         console.print(f"session {session}: {status}")
         return
-    with factory() as dbs:
-        ids = list(dbs.scalars(select(VideoSession.id).where(VideoSession.status == SessionStatus.DONE)
-                               .order_by(VideoSession.id)))
     unreliable = 0
     for session_id in track(ids, description="features", console=err_console, transient=True):
         unreliable += not store_session_features(factory, session_id, recompute=recompute).reliable

@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import track
 
-from fervideo.cli.app import DbOption, app, console, err_console
-from fervideo.errors import FervideoError
+from fervideo.cli.app import DbOption, ItemErrors, app, console, err_console
 
 
 @app.command("import-openface")
@@ -27,20 +26,14 @@ def import_openface(
 
     factory = open_database(db)
     files = openface_files(path)
-    failures = 0
+    errors = ItemErrors(len(files))
     for file in track(files, description="importing", console=err_console, transient=True, disable=len(files) < 2):
-        try:
+        with errors.guard():
             result = import_openface_csv(factory, file, subject, session_label, recorded_at)
-        except FervideoError as error:
-            if len(files) == 1:
-                raise
-            failures += 1
-            err_console.print(f"[red]error:[/red] {error}")
-            continue
-        if result.skipped:
-            console.print(f"{file.name}: already imported as session {result.session_id}")
-        else:
-            console.print(f"{file.name}: session {result.session_id}, {result.frames} frames, "
-                          f"face in {result.face_frames / max(result.frames, 1):.0%}")
-    if failures:
+            if result.skipped:
+                console.print(f"{file.name}: already imported as session {result.session_id}")
+            else:
+                console.print(f"{file.name}: session {result.session_id}, {result.frames} frames, "
+                              f"face in {result.face_frames / max(result.frames, 1):.0%}")
+    if errors.count:
         raise typer.Exit(code=1)

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fervideo.cli.app import DbOption, app, console, err_console
-from fervideo.errors import FervideoError, InvalidArgumentError, LabelFileError
+from fervideo.cli.app import DbOption, ItemErrors, app, console, err_console, resolve_sessions
+from fervideo.errors import InvalidArgumentError, LabelFileError
 
 phq_app = typer.Typer(help="PHQ-8/9 labels, heads and estimates (research estimates, not diagnoses).",
                       no_args_is_help=True)
@@ -111,35 +111,18 @@ def predict(
     db: DbOption = None,
 ) -> None:
     """Estimate PHQ totals with interval and severity band; unreliable or mismatched sessions are refused."""
-    from sqlalchemy import select
+    from fervideo.phq import PHQ_CAVEAT, predict_session
 
-    from fervideo.phq import ITEM9_NOTE, PHQ_CAVEAT, predict_session
-    from fervideo.store import SessionStatus, VideoSession, open_database
-
-    if (session is None) == (not all_sessions):
-        raise InvalidArgumentError("give a SESSION id or --all (not both)")
-    factory = open_database(db)
-    if session is not None:
-        ids = [session]
-    else:
-        with factory() as dbs:
-            ids = list(dbs.scalars(select(VideoSession.id).where(VideoSession.status == SessionStatus.DONE)
-                                   .order_by(VideoSession.id)))
+    factory, ids = resolve_sessions(db, session, all_sessions)
     table = Table("session", "estimate", "interval", "band", title=f"PHQ estimates by head {head}",
                   title_justify="left")
-    refused = 0
+    refusals = ItemErrors(len(ids), label="refused", colour="yellow")
     for session_id in ids:
-        try:
+        with refusals.guard():
             estimate = predict_session(factory, session_id, head)
-        except FervideoError as error:
-            if len(ids) == 1:
-                raise
-            refused += 1
-            err_console.print(f"[yellow]refused:[/yellow] {error}", highlight=False)
-            continue
-        table.add_row(str(session_id), f"{estimate.estimate:.1f} ({estimate.instrument})",
-                      f"{estimate.lower:.1f} - {estimate.upper:.1f} ({estimate.coverage:.0%})", estimate.band)
+            table.add_row(str(session_id), f"{estimate.estimate:.1f} ({estimate.instrument})",
+                          f"{estimate.lower:.1f} - {estimate.upper:.1f} ({estimate.coverage:.0%})", estimate.band)
     console.print(table)
-    console.print(f"[italic]{PHQ_CAVEAT}[/italic] {ITEM9_NOTE}")
-    if refused:
-        console.print(f"{refused} session(s) refused")
+    console.print(f"[italic]{PHQ_CAVEAT}[/italic]")
+    if refusals.count:
+        console.print(f"{refusals.count} session(s) refused")

@@ -7,6 +7,7 @@ SQLAlchemy Session or the sessionmaker from `fervideo.store.open_database`, neve
     frames = frames_table(factory, 12)                   # per-frame DataFrame
     html = render_report_html(summary, frames)           # self-contained HTML
     pdf = render_report_pdf(summary, frames)             # PDF bytes
+    text = summary_to_csv(summary)                       # the summary flattened to field,value CSV
     table = cohort_table(factory, subject="S001")        # one row per session
     export_sessions(factory, [12], "pdf", Path("out"))   # files, atomically, no overwrite without force
 """
@@ -28,6 +29,7 @@ from fervideo.export.writers import (
     plan_export,
     select_session_ids,
     summary_schema,
+    summary_to_csv,
     summary_to_json,
     validate_summary,
     write_report,
@@ -39,6 +41,6 @@ __all__ = [
     "FORMATS", "SCHEMA_VERSION", "atomic_write", "build_report", "cohort_table", "export_sessions", "face_gaps",
     "feature_definitions", "frames_table", "output_path", "phq_caveats", "plan_export", "render_report_html",
     "render_report_pdf", "sanitise_name", "select_session_ids", "session_summary", "summary_schema",
-    "summary_to_json", "validate_summary", "write_bytes", "write_report", "write_summary_json", "write_table",
-    "write_text",
+    "summary_to_csv", "summary_to_json", "validate_summary", "write_bytes", "write_report", "write_summary_json",
+    "write_table", "write_text",
 ]

@@ -14,6 +14,7 @@ from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from fervideo.export.report import Report, Section
+from fervideo.export.summary import phq_caveats
 
 MARGIN = 15 * mm
 CONTENT_WIDTH = A4[0] - 2 * MARGIN
@@ -90,8 +91,8 @@ def report_to_pdf(report: Report) -> bytes:
         canvas.saveState()
         canvas.setFont("Helvetica", 7)
         canvas.drawString(MARGIN, MARGIN - 2 * mm, f"{report.subtitle}  |  page {doc.page}")
-        canvas.drawString(MARGIN, MARGIN - 5.5 * mm, "PHQ figures are estimates, not a diagnosis. "
-                                                       "Item 9 (suicidality) is not assessed.")
+        for line, caveat in enumerate(phq_caveats(), start=1):
+            canvas.drawString(MARGIN, MARGIN - (2 + 3.2 * line) * mm, caveat)
         canvas.restoreState()
 
     story = [_p(report.title, "title"), _p(report.subtitle, "subtitle")]

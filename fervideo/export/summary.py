@@ -5,7 +5,6 @@ except descriptive data-quality numbers (face coverage, gaps) taken straight fro
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fervideo import __version__
 from fervideo.errors import ExportError, NotFoundError
+from fervideo.features import FEATURE_DEFINITIONS
 from fervideo.labels import CANONICAL_LABELS
+from fervideo.phq import ITEM9_NOTE, NOT_A_DIAGNOSIS, interval_note, severity_band
 from fervideo.store.models import (
     PhqHead,
     PhqLabel,
@@ -34,59 +35,20 @@ GAP_MIN_S = 1.0  # shorter face losses (a blink, a turn of the head) are not lis
 MAX_LISTED_GAPS = 50
 ID_CHUNK = 500  # ids per IN (...) clause, well under every backend's parameter limit
 
-NOT_A_DIAGNOSIS = "This is an estimate, not a diagnosis."
-ITEM9_NOT_ASSESSED = "Item 9 (suicidality) is not assessed: thoughts of self-harm must be asked about directly."
-# Standard PHQ-8/PHQ-9 severity bands (Kroenke et al. 2001, 2009), used where fervideo.phq offers none.
-PHQ_BANDS: tuple[tuple[float, str], ...] = (
-    (5, "none-minimal"), (10, "mild"), (15, "moderate"), (20, "moderately severe"), (math.inf, "severe"),
-)
-
 DbLike = Session | sessionmaker
 
 
-# ------------------------------------------------------------------------------- optional collaborators
-def _optional(module: str, name: str) -> Any:
-    """An attribute of a sibling stage that may not exist yet in this checkout; None if absent."""
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
-
-
-def _meaning_of(entry: Any) -> str:
-    if isinstance(entry, str):
-        return entry
-    if isinstance(entry, dict):
-        return str(entry.get("definition") or entry.get("meaning") or entry.get("description") or "")
-    for attribute in ("definition", "meaning", "description", "doc"):
-        if isinstance(getattr(entry, attribute, None), str):
-            return getattr(entry, attribute)
-    return ""
-
-
 def feature_definitions() -> dict[str, str]:
-    """Feature name -> one-line meaning, from fervideo.features if it declares them (else empty)."""
-    declared = _optional("fervideo.features", "FEATURE_DEFINITIONS")
-    if isinstance(declared, dict):
-        return {str(name): _meaning_of(entry) for name, entry in declared.items()}
-    if isinstance(declared, list | tuple):
-        return {str(entry.name): _meaning_of(entry) for entry in declared if hasattr(entry, "name")}
-    return {}
+    """Feature name -> one-line meaning, from fervideo.features' registry, in its declared order."""
+    return {name: definition.definition for name, definition in FEATURE_DEFINITIONS.items()}
 
 
-def phq_band(score: float) -> str:
-    """Severity band of a PHQ score: fervideo.phq.severity_band when present, else the standard cut-offs."""
-    band = _optional("fervideo.phq", "severity_band")
-    if callable(band):
-        return str(band(score))
-    return next(name for upper, name in PHQ_BANDS if score < upper)
-
-
-def phq_caveats() -> list[str]:
-    caveats = [NOT_A_DIAGNOSIS, ITEM9_NOT_ASSESSED]
-    extra = _optional("fervideo.phq", "PHQ_CAVEAT")
-    if isinstance(extra, str) and extra.strip() and extra.strip() not in caveats:
-        caveats.append(extra.strip())
+def phq_caveats(coverage: float | None = None) -> list[str]:
+    """The caveats shown with every PHQ estimate (summary, report, dashboard): an estimate, not a
+    diagnosis; item 9 not assessed; and, given the interval's nominal coverage, what that interval means."""
+    caveats = [NOT_A_DIAGNOSIS, ITEM9_NOTE]
+    if coverage is not None:
+        caveats.append(interval_note(coverage))
     return caveats
 
 
@@ -262,7 +224,7 @@ def _phq_block(found: tuple[PhqPrediction, PhqHead] | None, row: VideoSession) -
         "upper": float(prediction.upper),
         "coverage": float(prediction.coverage),
         "band": prediction.band,
-        "interval_bands": [phq_band(prediction.lower), phq_band(prediction.upper)],
+        "interval_bands": [severity_band(prediction.lower), severity_band(prediction.upper)],
         "predicted_at": _iso(prediction.created_at),
         "head": {
             "id": head.id, "name": head.name, "sha256": head.sha256, "instrument": head.instrument,
@@ -270,7 +232,7 @@ def _phq_block(found: tuple[PhqPrediction, PhqHead] | None, row: VideoSession) -
             "classifier_sha256": head.classifier_sha256, "n_subjects": head.n_subjects, "n_sessions": head.n_sessions,
         },
         "classifier_matches": head.classifier_sha256 == row.classifier_sha256,
-        "caveats": phq_caveats(),
+        "caveats": phq_caveats(float(prediction.coverage)),
     }
 
 

@@ -49,6 +49,25 @@ def summary_to_json(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def _flatten(prefix: str, value: Any, rows: list[tuple[str, Any]]) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, rows)
+    elif isinstance(value, list) and value and isinstance(value[0], dict | list):
+        for number, inner in enumerate(value):
+            _flatten(f"{prefix}.{number}", inner, rows)
+    else:  # a scalar, or a list of scalars kept whole as JSON text
+        rows.append((prefix, json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value))
+
+
+def summary_to_csv(summary: dict[str, Any]) -> str:
+    """The summary as a two-column CSV (field, value): nested keys joined with dots (`phq.head.name`),
+    list items numbered (`data_quality.gaps.0.start_s`), lists of plain values as JSON text, null empty."""
+    rows: list[tuple[str, Any]] = []
+    _flatten("", summary, rows)
+    return pd.DataFrame(rows, columns=["field", "value"]).to_csv(index=False)
+
+
 def summary_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) the summary follows; see docs/export.md."""
     return json.loads(resources.files("fervideo").joinpath("schemas", SUMMARY_SCHEMA).read_text(encoding="utf-8"))

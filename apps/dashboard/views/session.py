@@ -11,6 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from apps.dashboard import charts, compute, context, data
+from fervideo.export import face_gaps, feature_definitions, phq_caveats
+from fervideo.phq import severity_band
 
 SMOOTHING_CHOICES_S = [0, 1, 2, 5, 10, 30, 60]
 KEY_FEATURES = ("face_found_fraction", "valence_mean", "arousal_mean", "expressivity", "emodiversity",
@@ -60,7 +62,8 @@ t0, t1 = float(low), float(high)
 
 # ------------------------------------------------------------------------------------------ charts
 bins = data.session_timeline(db_url, session_id, meta["updated_at"], float(window_s), t0, t1)
-gaps = [(max(a, t0), min(b, t1)) for a, b in compute.face_gaps(frames) if b >= t0 and a <= t1]
+gaps = [(max(gap["start_s"], t0), min(gap["end_s"], t1)) for gap in face_gaps(frames)
+        if gap["end_s"] >= t0 and gap["start_s"] <= t1]
 st.altair_chart(charts.stacked_probabilities(bins, unit, divisor, gaps), width="stretch")
 st.altair_chart(charts.dominant_ribbon(bins, unit, divisor), width="stretch")
 st.altair_chart(charts.coverage_track(bins, unit, divisor), width="stretch")
@@ -90,11 +93,12 @@ for prediction in predictions:
                    help="A statistical estimate from facial expression; it is not a questionnaire result.")
     cols[1].markdown(
         f"**{prediction['coverage']:.0%} interval:** {prediction['lower']:.1f} – {prediction['upper']:.1f}  \n"
-        f"**Band:** {prediction['band']} (the interval spans {data.phq_band(prediction['lower'])} to "
-        f"{data.phq_band(prediction['upper'])})  \n**Head:** {prediction['head']}")
+        f"**Band:** {prediction['band']} (the interval spans {severity_band(prediction['lower'])} to "
+        f"{severity_band(prediction['upper'])})  \n**Head:** {prediction['head']}")
     if prediction["head_classifier_sha256"] != meta["classifier_sha256"]:
         st.warning("This estimate comes from a head trained on another classifier than this session's.")
-st.info("  \n".join(data.phq_caveats()), icon=":material/info:")
+coverages = {prediction["coverage"] for prediction in predictions}  # one interval note when all heads agree
+st.info("  \n".join(phq_caveats(coverages.pop() if len(coverages) == 1 else None)), icon=":material/info:")
 for label in data.session_labels(db_url, session_id):
     st.caption(f"Recorded {label['instrument']} total for this session: **{label['total']}**")
 
@@ -103,7 +107,7 @@ st.subheader("Session features")
 if features is None:
     st.info("Features have not been computed for this session yet (`fervideo features`).")
 else:
-    definitions = data.feature_definitions()
+    definitions = feature_definitions()
     values = features["values"]
     names = [n for n in KEY_FEATURES if n in values] or sorted(values)[:9]
     grid = st.columns(3)
