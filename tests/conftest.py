@@ -2,6 +2,9 @@ import shutil
 import sys
 from pathlib import Path
 
+# PyAV (our test-media writer) must load its FFmpeg libraries before decord does: decord's wheel bundles
+# an old libvpx whose symbols, once loaded, make PyAV's VP9 encoder fail to open ("Invalid argument").
+import av  # noqa: F401  isort: skip
 import pytest
 
 TESTS = Path(__file__).parent
