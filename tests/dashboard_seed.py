@@ -1,8 +1,10 @@
 """A small, deterministic clinical database for the dashboard's tests and benchmark (ORM writes only).
 
 Subject S-001 has three done sessions with features, PHQ estimates and recorded PHQ scores; S-002 has
-one done session with frames only (no features, no estimate), so pages must show their plain notes.
-Every session has a 10 s stretch without a face (from 20 s to 30 s).
+one done session with frames only (no features, no estimate), so pages must show their plain notes;
+S-003 has one session with a face in only 15% of its frames, so its features are flagged unreliable.
+Features are computed from the seeded frames by fervideo.features, as after real processing. Every
+session has a stretch without a face: 20 s to 30 s, or 18 s to the end for S-003.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import datetime as dt
 import numpy as np
 from sqlalchemy import insert
 
+from fervideo.features import store_session_features
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.store import (
     Frame,
     PhqHead,
     PhqLabel,
     PhqPrediction,
-    SessionFeatures,
     SessionStatus,
     Subject,
     VideoSession,
@@ -29,17 +31,19 @@ SAMPLE_FPS = 5.0
 GAP = (20.0, 30.0)
 CLASSIFIER_SHA = "c" * 64
 HEAD_METRICS = {"mae": 3.1, "rmse": 3.9, "pearson_r": 0.52, "coverage": 0.9, "baseline": {"mae": 4.6}}
-# (subject, session date, PHQ estimate, lower, upper, band, recorded total or None, features?)
+UNRELIABLE_GAP = (18.0, float("inf"))
+# (subject, session date, PHQ estimate, lower, upper, band, recorded total or None, features?, no-face span)
 SESSIONS = [
-    ("S-001", dt.datetime(2024, 1, 10, 9, 0), 14.2, 10.0, 18.4, "moderate", 15, True),
-    ("S-001", dt.datetime(2024, 2, 14, 9, 0), 11.0, 7.1, 14.9, "moderate", 10, True),
-    ("S-001", dt.datetime(2024, 3, 20, 9, 0), 7.5, 3.6, 11.4, "mild", 6, True),
-    ("S-002", dt.datetime(2024, 2, 1, 14, 0), None, None, None, None, None, False),
+    ("S-001", dt.datetime(2024, 1, 10, 9, 0), 14.2, 10.0, 18.4, "moderate", 15, True, GAP),
+    ("S-001", dt.datetime(2024, 2, 14, 9, 0), 11.0, 7.1, 14.9, "moderate", 10, True, GAP),
+    ("S-001", dt.datetime(2024, 3, 20, 9, 0), 7.5, 3.6, 11.4, "mild", 6, True, GAP),
+    ("S-002", dt.datetime(2024, 2, 1, 14, 0), None, None, None, None, None, False, GAP),
+    ("S-003", dt.datetime(2024, 2, 5, 11, 0), None, None, None, None, None, True, UNRELIABLE_GAP),
 ]
 
 
-def frame_rows(session_id: int, duration_s: float, seed: int = 0) -> list[dict]:
-    """Sadness leads in the first half, happiness in the second; no face inside GAP."""
+def frame_rows(session_id: int, duration_s: float, seed: int = 0, gap: tuple[float, float] = GAP) -> list[dict]:
+    """Sadness leads in the first half, happiness in the second; no face inside `gap`."""
     rng = np.random.default_rng(seed)
     n = int(duration_s * SAMPLE_FPS)
     t = np.arange(n) / SAMPLE_FPS
@@ -48,7 +52,7 @@ def frame_rows(session_id: int, duration_s: float, seed: int = 0) -> list[dict]:
     logits[first_half, CANONICAL_LABELS.index("sadness")] += 2.0
     logits[~first_half, CANONICAL_LABELS.index("happiness")] += 2.0
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    face = ~((t >= GAP[0]) & (t < GAP[1]))
+    face = ~((t >= gap[0]) & (t < gap[1]))
     rows = []
     for i in range(n):
         row = {"session_id": session_id, "frame_index": i * 6, "t": float(t[i]), "face_found": bool(face[i]),
@@ -60,22 +64,11 @@ def frame_rows(session_id: int, duration_s: float, seed: int = 0) -> list[dict]:
     return rows
 
 
-def feature_values(number: int) -> dict[str, float | None]:
-    return {"face_found_fraction": 0.9 - 0.01 * number, "valence_mean": -0.2 + 0.1 * number,
-            "arousal_mean": 0.1, "expressivity": 0.6, "emodiversity": 1.8 + 0.1 * number,
-            "pos_neg_balance": -0.3 + 0.2 * number, "transitions_per_min": 2.0, "self_transition_rate": 0.95,
-            "entropy_mean": None}
-
-
-def transition_matrix() -> list[list[float]]:
-    size = len(CANONICAL_LABELS)
-    return [[0.9 if i == j else 0.1 / (size - 1) for j in range(size)] for i in range(size)]
-
-
 def seed_database(db_url: str, duration_s: float = 120.0) -> dict[str, int]:
     """Fill a new database; returns the ids the tests refer to."""
     factory = open_database(db_url)
     ids: dict[str, int] = {}
+    with_features: list[int] = []
     with factory.begin() as db:
         head = PhqHead(name="phq8-video-v1", path="/heads/phq8", sha256="h" * 64, instrument="PHQ-8",
                        feature_source="video", classifier_name="vit-tiny-fer", classifier_sha256=CLASSIFIER_SHA,
@@ -83,26 +76,25 @@ def seed_database(db_url: str, duration_s: float = 120.0) -> dict[str, int]:
         db.add(head)
         db.flush()
         subjects: dict[str, Subject] = {}
-        for number, (code, when, estimate, lower, upper, band, recorded, has_features) in enumerate(SESSIONS):
+        for number, (code, when, estimate, lower, upper, band, recorded, has_features, gap) in enumerate(SESSIONS):
             subject = subjects.get(code) or Subject(code=code)
             subjects[code] = subject
             n = int(duration_s * SAMPLE_FPS)
+            rows = frame_rows(0, duration_s, seed=number, gap=gap)
             session = VideoSession(
                 subject=subject, video_path=f"/videos/{code}_{number}.mp4", video_sha256=f"{number:064d}",
                 recorded_at=when, duration_s=duration_s, video_fps=30.0, frame_count=n * 6, width=640, height=360,
                 codec="h264", sample_fps=SAMPLE_FPS, settings_key="k" * 64, status=SessionStatus.DONE,
                 started_at=when, finished_at=when, processing_s=12.0, sampled_frames=n,
-                face_frames=n - int((GAP[1] - GAP[0]) * SAMPLE_FPS), package_version="0.1.0",
+                face_frames=sum(row["face_found"] for row in rows), package_version="0.1.0",
                 classifier_name="vit-tiny-fer", classifier_sha256=CLASSIFIER_SHA, detector_name="retinaface",
                 detector_params={"threshold": 0.8}, device="cpu")
             db.add(session)
             db.flush()
             ids[f"session{number}"] = session.id
-            db.execute(insert(Frame), frame_rows(session.id, duration_s, seed=number))
+            db.execute(insert(Frame), [row | {"session_id": session.id} for row in rows])
             if has_features:
-                db.add(SessionFeatures(session_id=session.id, feature_version="1", reliable=number != 0,
-                                       reliability_notes=[] if number else ["a face in only 15% of sampled frames"],
-                                       values=feature_values(number), transition_matrix=transition_matrix()))
+                with_features.append(session.id)
             if estimate is not None:
                 db.add(PhqPrediction(session_id=session.id, head_id=head.id, estimate=estimate, lower=lower,
                                      upper=upper, coverage=0.9, band=band))
@@ -112,5 +104,7 @@ def seed_database(db_url: str, duration_s: float = 120.0) -> dict[str, int]:
         db.flush()
         ids["head"] = head.id
         ids |= {code: subject.id for code, subject in subjects.items()}
+    for session_id in with_features:  # as the pipeline does after processing
+        store_session_features(factory, session_id, recompute=True)
     factory.kw["bind"].dispose()
     return ids

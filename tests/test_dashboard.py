@@ -33,7 +33,7 @@ from fervideo.dashboard_auth import (
     resolve_auth,
     verify_password,
 )
-from fervideo.store import AuditEvent, open_database
+from fervideo.store import AuditEvent, SessionFeatures, open_database
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "dashboard" / "app.py"
 TIMEOUT = 60
@@ -93,6 +93,12 @@ def audit_rows(db_url: str) -> list[AuditEvent]:
         return list(db.scalars(select(AuditEvent).order_by(AuditEvent.id)))
 
 
+def stored_features(session_id: int) -> dict:
+    """The feature values the seed stored (computed from its frames by fervideo.features)."""
+    with open_database(data.database_url())() as db:
+        return db.get(SessionFeatures, session_id).values
+
+
 def no_images(at: AppTest) -> bool:
     return not at.get("imgs") and not at.get("image")
 
@@ -101,11 +107,11 @@ def no_images(at: AppTest) -> bool:
 def test_overview_lists_sessions_with_estimates_and_flags(seeded):
     at = run_page()
     assert at.title[0].value == "Sessions"
-    assert metrics(at) == {"Subjects": "2", "Sessions": "4", "Flagged sessions": "2"}
+    assert metrics(at) == {"Subjects": "3", "Sessions": "5", "Flagged sessions": "2"}
     table = at.dataframe[0].value
-    assert list(table["session_id"]) == [1, 2, 3, 4]
-    assert list(table["phq_estimate"].round(1).fillna(-1)) == [14.2, 11.0, 7.5, -1]
-    assert list(table["band"]) == ["moderate", "moderate", "mild", "no estimate"]
+    assert list(table["session_id"]) == [1, 2, 3, 4, 5]
+    assert list(table["phq_estimate"].round(1).fillna(-1)) == [14.2, 11.0, 7.5, -1, -1]
+    assert list(table["band"]) == ["moderate", "moderate", "mild", "no estimate", "no estimate"]
     assert table.loc[0, "face_coverage"] == pytest.approx(550 / 600)
     assert table.loc[3, "flags"] == "no features yet"
     assert "subject_id" not in table
@@ -121,7 +127,7 @@ def test_overview_filters_by_band_subject_and_flags(seeded):
     assert list(at.dataframe[0].value["session_id"]) == [4]
     at.multiselect[0].unselect("S-002").run()
     at.selectbox[0].select("reliable only").run()
-    assert list(at.dataframe[0].value["session_id"]) == [2, 3]
+    assert list(at.dataframe[0].value["session_id"]) == [1, 2, 3]
 
 
 def test_overview_opens_a_session(seeded):
@@ -142,19 +148,28 @@ def test_session_page_shows_timeline_phq_features_quality_and_provenance(seeded)
     assert shown["Face coverage"] == "92%"  # 10 s of 120 s without a face
     assert shown["Frames with a face"] == "550"
     assert shown["PHQ-8 estimate"] == "14.2"
-    assert shown["expressivity"] == "0.6" and shown["entropy_mean"] == "–"
+    stored = stored_features(seeded["session0"])
+    assert shown["expressivity"] == f"{stored['expressivity']:.3g}"
+    assert shown["entropy_mean"] == f"{stored['entropy_mean']:.3g}"
     markdown = " ".join(m.value for m in at.markdown)
     assert "90% interval:** 10.0 – 18.4" in markdown and "moderate" in markdown
     caveats = " ".join(i.value for i in at.info)
     assert "not a diagnosis" in caveats and "Item 9" in caveats
     warnings = " ".join(w.value for w in at.warning)
-    assert "a face in only 15% of sampled frames" in warnings
+    assert "Unreliable" not in warnings  # 92% coverage: the computed features are reliable
     captions = " ".join(c.value for c in at.caption)
     assert "1 - mean P(neutral) over face frames." in captions  # the expressivity card's one-line meaning
     provenance = at.json[0].value
     assert '"classifier_name": "vit-tiny-fer"' in provenance and '"threshold": 0.8' in provenance
     assert [b.label for b in at.get("download_button")] == [label for label, _, _ in data.DOWNLOADS.values()]
     assert no_images(at)
+
+
+def test_unreliable_session_says_why(seeded):
+    at = run_page("session", session=str(seeded["session4"]))
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Unreliable features: a face in only 15% of sampled frames (at least 20% needed)" in warnings
+    assert metrics(at)["Face coverage"] == "15%"
 
 
 def test_session_timeline_is_downsampled_and_gaps_show(seeded):
@@ -214,7 +229,9 @@ def test_subject_page_shows_estimates_recorded_scores_and_change(seeded):
     change = at.dataframe[1].value.set_index("measure")
     assert change.loc["phq_estimate", "change since first"] == pytest.approx(-6.7)
     assert change.loc["phq_estimate", "change since previous"] == pytest.approx(-3.5)
-    assert change.loc["valence_mean", "change since first"] == pytest.approx(0.2)
+    first, last = stored_features(seeded["session0"]), stored_features(seeded["session2"])
+    assert change.loc["valence_mean", "change since first"] == pytest.approx(
+        last["valence_mean"] - first["valence_mean"], abs=1e-6)
     assert any(spec.get("facet") for spec in charts(at))  # the feature trends
 
 
