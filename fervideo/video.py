@@ -30,7 +30,7 @@ DEFAULT_MAX_DECODE_SIDE = 1280
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container says about itself (frame_count may over-report; see iter_frame_chunks)."""
+    """What the container says about itself (frame_count may over-report; see VideoStream)."""
 
     path: str
     duration_s: float
@@ -106,12 +106,15 @@ def _probe_codec_and_rotation(path: Path) -> tuple[str, int]:
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read the container's metadata without decoding the whole stream."""
     path = Path(path)
-    reader = _open_reader(path)
+    return _probe(path, _open_reader(path))
+
+
+def _probe(path: Path, reader) -> VideoInfo:
     frame_count = len(reader)
     if frame_count == 0:
         raise InputVideoError(f"{path}: the container holds no video frames")
     fps = float(reader.get_avg_fps())
-    height, width = reader[0].shape[:2] if frame_count else (0, 0)
+    height, width = reader[0].shape[:2]
     last_end = float(reader.get_frame_timestamp(frame_count - 1)[1])
     codec, rotation = _probe_codec_and_rotation(path)
     if rotation in (90, 270):
@@ -202,19 +205,19 @@ class VideoStream:
         if sample_fps < 0:
             raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
         self.path = Path(path)
-        self.info = probe_video(self.path)
+        # Opening indexes the whole file, so the probe's reader is reused unless frames must be downscaled.
+        reader = _open_reader(self.path)
+        self.info = _probe(self.path, reader)
         self.sample_fps = sample_fps
         self.chunk_size = chunk_size
         self.scale = 1.0
         if max_side and max(self.info.width, self.info.height) > max_side:
             self.scale = max(self.info.width, self.info.height) / max_side
-        self._reader = self._open_scaled_reader()
+        self._reader = reader if self.scale == 1.0 else self._open_scaled_reader()
         self.start_times = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0].astype(np.float64)
         self.sampled_indices = sample_frame_indices(self.start_times, sample_fps)
 
     def _open_scaled_reader(self):
-        if self.scale == 1.0:
-            return _open_reader(self.path)
         import decord
 
         # decord takes the size of the stored (unrotated) frame.
@@ -251,9 +254,3 @@ class VideoStream:
         if yielded == 0:
             raise InputVideoError(f"{self.path}: no frame could be decoded; the file is corrupt or truncated")
 
-
-def iter_frame_chunks(
-    path: str | os.PathLike, sample_fps: float = DEFAULT_SAMPLE_FPS, chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> Iterator[FrameChunk]:
-    """Shorthand for iterating a VideoStream."""
-    yield from VideoStream(path, sample_fps, chunk_size)

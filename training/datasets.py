@@ -177,6 +177,20 @@ def _finish(name: str, load, labels: list[int], fingerprint: str, dropped: int) 
 
 
 # --------------------------------------------------------------------------------------------- readers
+def _scan_label_folders(root: Path, target_of) -> tuple[list[Path], list[int], int]:
+    """Images under root/<label>/..., with `target_of(folder name)` as their class (None drops the folder)."""
+    paths, targets, dropped = [], [], 0
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        target = target_of(folder.name)
+        if target is None:
+            dropped += len(files)
+            continue
+        paths += files
+        targets += [target] * len(files)
+    return paths, targets, dropped
+
+
 def read_image_folder(source: SourceConfig, labels: Sequence[str]) -> LabelledImages:
     """root/<label>/*.png, or root/<split>/<label>/*.png when a folder named after the split exists."""
     root = Path(source.path)
@@ -185,15 +199,7 @@ def read_image_folder(source: SourceConfig, labels: Sequence[str]) -> LabelledIm
     if not root.is_dir():
         raise DataFileError(f"image folder {root} does not exist")
     mapper = LabelMapper(labels, source)
-    paths, targets, dropped = [], [], 0
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        index = mapper(folder.name)
-        if index is None:
-            dropped += len(files)
-            continue
-        paths += files
-        targets += [index] * len(files)
+    paths, targets, dropped = _scan_label_folders(root, mapper)
     paths, targets = _limit(source, paths, targets)
     return _finish(f"image_folder:{root}", _file_loader(paths), targets, fingerprint_files(paths, root), dropped)
 
@@ -370,15 +376,7 @@ def read_affectnet(source: SourceConfig, labels: Sequence[str]) -> LabelledImage
             (path / s for s in _AFFECTNET_SPLITS.get(source.split, (source.split,)) if (path / s).is_dir()), path
         )
         folder_source = SourceConfig(**{**source.__dict__, "path": str(root), "split": "."})
-        paths, targets, dropped = [], [], 0
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            target = mapper(_affectnet_name(folder.name))
-            if target is None:
-                dropped += len(files)
-                continue
-            paths += files
-            targets += [target] * len(files)
+        paths, targets, dropped = _scan_label_folders(root, lambda name: mapper(_affectnet_name(name)))
         paths, targets = _limit(folder_source, paths, targets)
         return _finish(f"affectnet:{root}", _file_loader(paths), targets, fingerprint_files(paths, root), dropped)
     frame = _read_csv(path, ("expression",))
