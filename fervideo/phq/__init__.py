@@ -14,3 +14,4 @@ from fervideo.phq.dataset import *  # noqa: F403
 from fervideo.phq.evaluation import *  # noqa: F403
 from fervideo.phq.head import *  # noqa: F403
 from fervideo.phq.labels import *  # noqa: F403
+from fervideo.phq.splits import *  # noqa: F403

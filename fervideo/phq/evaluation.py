@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from fervideo.errors import DataFileError, InvalidArgumentError
+from fervideo.errors import InvalidArgumentError
 from fervideo.phq.bands import CUTOFF, DEFAULT_COVERAGE, INSTRUMENT_MAX, MODELS
 from fervideo.phq.dataset import Dataset
 
@@ -44,23 +41,6 @@ def check_no_subject_leak(groups: np.ndarray, train: np.ndarray, test: np.ndarra
     shared = set(groups[train]) & set(groups[test])
     if shared:
         raise RuntimeError(f"subject leak across a fold: {sorted(shared)[:5]}")
-
-
-def read_split_file(path: Path) -> set[str]:
-    """Held-out subjects: every Participant_ID/subject listed (DAIC-WOZ dev list), or those with split != train."""
-    try:
-        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")), skipinitialspace=True))
-    except OSError as exc:
-        raise DataFileError(f"{path}: cannot read ({exc.strerror})") from None
-    held_out = set()
-    for row in rows:
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-        subject = row.get("Participant_ID") or row.get("subject")
-        if not subject:
-            raise DataFileError(f"{path}: needs a Participant_ID or subject column")
-        if row.get("split", "test").lower() != "train":
-            held_out.add(str(int(float(subject))) if subject.replace(".", "").isdigit() else subject)
-    return held_out
 
 
 def subject_folds(groups: np.ndarray, cv: str = "subject-kfold", n_splits: int = 5,

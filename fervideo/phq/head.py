@@ -26,8 +26,9 @@ from fervideo.phq.bands import (
     severity_band,
 )
 from fervideo.phq.dataset import build_dataset
-from fervideo.phq.evaluation import Evaluation, conformal_halfwidth, cross_validate, make_pipeline, read_split_file
+from fervideo.phq.evaluation import Evaluation, conformal_halfwidth, cross_validate, make_pipeline
 from fervideo.phq.labels import import_labels
+from fervideo.phq.splits import read_split_file
 
 log = logging.getLogger(__name__)
 
