@@ -25,6 +25,8 @@ class SessionStatus:
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    # Stopped by a signal, or found `running` with an expired lease / a dead process: redone on a re-run.
+    INTERRUPTED = "interrupted"
 
 
 class Subject(Base):
@@ -67,6 +69,11 @@ class VideoSession(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     processing_s: Mapped[float | None] = mapped_column(Float)
+    # The lease of the process writing a running session (fervideo/store/leases.py): an expired
+    # heartbeat, or a dead process on this host, means the session was interrupted.
+    lease_host: Mapped[str | None] = mapped_column(String(255))
+    lease_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sampled_frames: Mapped[int | None] = mapped_column(Integer)
     face_frames: Mapped[int | None] = mapped_column(Integer)
     # Provenance: enough to reproduce the result.
