@@ -1,6 +1,8 @@
 """Storage: Alembic owns the schema, the engine factory's settings, clear errors for bad databases."""
 
+import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -68,3 +70,39 @@ def test_unopenable_urls_are_one_line_errors(tmp_path, url_of):
     with pytest.raises(DatabaseError) as caught:
         open_database(url_of(tmp_path))
     assert "\n" not in str(caught.value)
+
+
+def test_random_bytes_file_is_named_not_a_database(tmp_path):
+    path = tmp_path / "random.sqlite"
+    path.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(DatabaseError, match="is not a SQLite database") as caught:
+        open_database(str(path))
+    assert "\n" not in str(caught.value)
+    assert path.read_bytes() == bytes(range(256)) * 40  # untouched
+
+
+def test_read_only_file_says_read_only_not_locked(tmp_path, monkeypatch):
+    path = tmp_path / "study.sqlite"
+    open_database(str(path))
+    # Tests may run as root, for whom chmod changes nothing: report the file as not writable instead.
+    real_access = os.access
+    monkeypatch.setattr("fervideo.store.engine.os.access",
+                        lambda p, mode: False if Path(p) == path and mode == os.W_OK else real_access(p, mode))
+    with pytest.raises(DatabaseError, match="read-only") as caught:
+        open_database(str(path))
+    assert "lock" not in str(caught.value)
+
+
+def test_driver_read_only_error_on_write_says_read_only(tmp_path):
+    from sqlalchemy.exc import DBAPIError
+
+    from fervideo.store.engine import describe_database_error
+
+    path = tmp_path / "study.sqlite"
+    open_database(str(path)).kw["bind"].dispose()
+    # A read-only mount (or root-owned file) opens fine and fails at the first write with SQLITE_READONLY.
+    factory = open_database(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(DBAPIError) as caught, factory.begin() as db:
+        db.execute(text("CREATE TABLE probe (x INTEGER)"))
+    message = describe_database_error(caught.value, str(path))
+    assert "read-only" in message and "lock" not in message and "\n" not in message

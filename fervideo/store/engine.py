@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from fervideo.errors import DatabaseError
@@ -52,12 +52,17 @@ def make_engine(url: str | None = None) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise DatabaseError(f"not a database URL: {url!r}; use e.g. sqlite:///path/to/fervideo.sqlite") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    if (parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+            and "uri" not in parsed.query):  # a `file:` URI names no plain path to check
         folder = Path(parsed.database).expanduser().resolve().parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror}") from None
+        # WAL writes beside the file: a read-only file or folder fails later as a misleading "lock".
+        file = folder / Path(parsed.database).name
+        if (file.exists() and not os.access(file, os.W_OK)) or not os.access(folder, os.W_OK):
+            raise DatabaseError(f"database {file} {_SQLITE_PROBLEMS['SQLITE_READONLY']}")
     try:
         engine = create_engine(parsed)
     except (ArgumentError, ImportError, SQLAlchemyError) as exc:
@@ -67,11 +72,33 @@ def make_engine(url: str | None = None) -> Engine:
     try:
         with engine.connect():
             pass
-    except OperationalError as exc:
-        raise DatabaseError(
-            f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc.orig}"
-        ) from None
+    except DBAPIError as exc:  # OperationalError, and sqlite's DatabaseError for a file that is not one
+        raise DatabaseError(describe_database_error(exc, parsed.render_as_string(hide_password=True))) from None
     return engine
+
+
+# SQLite's error names (sqlite3 exposes them since Python 3.11) -> what the user should be told.
+_SQLITE_PROBLEMS = {
+    "SQLITE_READONLY": "is read-only (check the permissions of the file and its folder, or copy it)",
+    "SQLITE_NOTADB": "is not a SQLite database (point --db at a fervideo database or a new file)",
+    "SQLITE_CORRUPT": "is corrupt (restore it from a backup)",
+    "SQLITE_BUSY": "is locked by another program (retry when it has finished)",
+    "SQLITE_LOCKED": "is locked by another program (retry when it has finished)",
+    "SQLITE_CANTOPEN": "cannot be opened (check the path and the folder's permissions)",
+    "SQLITE_PERM": "cannot be accessed (check the file's permissions)",
+    "SQLITE_FULL": "cannot grow: the disk is full",
+}
+
+
+def describe_database_error(exc: DBAPIError, where: str) -> str:
+    """One line saying what is wrong with the database at `where` and what to do, from a driver error.
+    A read-only file says read-only (sqlite reports it as an OperationalError, like a lock)."""
+    name = getattr(exc.orig, "sqlite_errorname", "") or ""
+    problem = next((text for key, text in _SQLITE_PROBLEMS.items() if name.startswith(key)), None)
+    if problem is not None:
+        return f"database {where} {problem}"
+    first_line = (str(exc.orig).strip().splitlines() or ["unknown error"])[0]
+    return f"database {where}: {first_line}"
 
 
 def alembic_config(engine: Engine):
