@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from fervideo.labels import CANONICAL_LABELS
@@ -152,14 +163,26 @@ class PhqLabel(Base):
 
 
 class PhqHead(Base):
-    """A trained PHQ regression head. Its parameters live in files (JSON + npz, no pickle) at `path`."""
+    """A trained PHQ regression head, whole in the database so any machine with the URL can predict: its
+    configuration (JSON) and its arrays as npz bytes (loaded with allow_pickle=False) with their sha256."""
 
     __tablename__ = "phq_heads"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
-    path: Mapped[str] = mapped_column(Text)
-    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str | None] = mapped_column(Text)  # the head folder it was imported from (older heads only)
+    sha256: Mapped[str] = mapped_column(String(64))  # of config + params (see fervideo.phq.head_store)
+    config: Mapped[dict | None] = mapped_column(JSON)  # NULL only for a file head not imported yet
+    params: Mapped[bytes | None] = mapped_column(LargeBinary)  # npz bytes, never pickle
+    params_sha256: Mapped[str | None] = mapped_column(String(64))
+    head_format: Mapped[int | None] = mapped_column(Integer)
+    # The head's standing and what it accepts (issue 9): NULL on heads trained before these were recorded.
+    beats_baseline: Mapped[bool | None] = mapped_column(Boolean)
+    interval_method: Mapped[str | None] = mapped_column(String(128))
+    sample_fps: Mapped[float | None] = mapped_column(Float)
+    feature_version: Mapped[str | None] = mapped_column(String(32))
+    openface_columns_sha256: Mapped[str | None] = mapped_column(String(64))
+    max_imputed_fraction: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     instrument: Mapped[str] = mapped_column(String(8))
     feature_source: Mapped[str] = mapped_column(String(32))  # "video" or "openface": never mixed
@@ -185,6 +208,14 @@ class PhqPrediction(Base):
     coverage: Mapped[float] = mapped_column(Float)  # nominal coverage of [lower, upper], e.g. 0.9
     band: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Caveats that travel with the number (issue 9); NULL on predictions made before they were recorded.
+    n_imputed: Mapped[int | None] = mapped_column(Integer)  # head features missing for this session
+    imputed_features: Mapped[list | None] = mapped_column(JSON)  # their names
+    n_features: Mapped[int | None] = mapped_column(Integer)  # the head's feature count
+    in_sample: Mapped[bool | None] = mapped_column(Boolean)  # the head was trained on this subject's labels
+    out_of_fold: Mapped[bool | None] = mapped_column(Boolean)  # estimate from a model that never saw the subject
+    in_sample_estimate: Mapped[float | None] = mapped_column(Float)  # the final model's (optimistic) estimate
+    interval_method: Mapped[str | None] = mapped_column(String(128))
 
 
 class AuditEvent(Base):
