@@ -38,6 +38,18 @@ def labels_import(
                   f"{result.already_present} already present")
 
 
+def _print_label_use(training: dict, instrument: str) -> None:
+    """Which labelled sessions were left out and why (the label window, undated labels, reliability)."""
+    from fervideo.phq.dataset import describe_skipped
+
+    window = training.get("label_window_days", 14)
+    left_out = describe_skipped(training.get("skipped_sessions") or {}, instrument, window)
+    console.print(f"label window: +/- {window} days; sessions left out: {left_out or 'none'}", markup=False)
+    if training.get("undated_labels_set_aside"):
+        console.print(f"{training['undated_labels_set_aside']} undated label(s) not used: their subjects have "
+                      "dated labels", markup=False)
+
+
 def _print_report(report: dict) -> None:
     from fervideo.phq import PHQ_CAVEAT
 
@@ -76,6 +88,11 @@ def train(
     coverage: Annotated[float, typer.Option(help="Nominal coverage of prediction intervals.")] = 0.9,
     no_au: Annotated[bool, typer.Option("--no-au", help="Leave out the OpenFace AU feature group.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a head of the same name.")] = False,
+    label_window_days: Annotated[int, typer.Option(
+        min=0, help="A dated label belongs to a dated session only if administered within this many days of "
+                    "it (PHQ asks about the last two weeks).")] = 14,
+    ignore_unmatched: Annotated[bool, typer.Option(
+        "--ignore-unmatched", help="With --cv split: train although some ids in FILE match no subject.")] = False,
     db: DbOption = None,
 ) -> None:
     """Train a PHQ head on labelled sessions, evaluated by subject-grouped cross-validation."""
@@ -89,8 +106,10 @@ def train(
     with console.status("cross-validating and fitting"):
         result = train_head(open_database(db), name, model=model, cv=cv, split_file=split_file,
                             instrument=instrument, classifier=classifier, labels_file=labels, alpha=alpha,
-                            coverage=coverage, include_au=not no_au, overwrite=overwrite)
+                            coverage=coverage, include_au=not no_au, overwrite=overwrite,
+                            label_window_days=label_window_days, ignore_unmatched=ignore_unmatched)
     _print_report(head_report(result.model.config))
+    _print_label_use(result.model.config["training"], instrument)
 
 
 @phq_app.command()

@@ -11,8 +11,24 @@ from sqlalchemy import select
 from fervideo.errors import DataFileError, InvalidArgumentError
 from fervideo.features import FEATURE_DEFINITIONS, store_session_features
 from fervideo.phq.bands import HEAD_FEATURE_GROUPS, INSTRUMENT_MAX
+from fervideo.phq.matching import (
+    DEFAULT_LABEL_WINDOW_DAYS,
+    NO_LABEL,
+    NO_LABEL_FOR_INSTRUMENT,
+    NO_MATCH_REASONS,
+    OUTSIDE_WINDOW,
+    PHQ9_WITHOUT_ITEMS,
+    SESSION_UNDATED,
+    check_window_days,
+    match_label,
+)
 
 log = logging.getLogger(__name__)
+
+UNRELIABLE = "unreliable"
+# Below this many subjects with a reliable labelled session, training refuses: subject-grouped 5-fold CV
+# needs 5, and a 90% interval from per-subject residuals needs ceil((n + 1) x 0.9) <= n, i.e. n >= 9.
+MIN_TRAIN_SUBJECTS = 10
 
 # ============================================================================================ dataset
 @dataclass
@@ -26,28 +42,9 @@ class Dataset:
     source: str
     classifier_name: str
     classifier_sha256: str
-    skipped: dict[str, int] = field(default_factory=dict)
-
-
-def _label_total(label, instrument: str) -> int | None:
-    if label.instrument == instrument:
-        return label.total
-    if instrument == "PHQ-8" and label.items and len(label.items) == 9:
-        return label.total - label.items["self_harm"]  # PHQ-9 -> PHQ-8 by dropping item 9
-    return None
-
-
-def _pick_label(labels: list, session, instrument: str) -> int | None:
-    """A session-specific label wins; else the subject-level label administered closest to the session."""
-    usable = [(lab, total) for lab in labels if (total := _label_total(lab, instrument)) is not None]
-    own = [pair for pair in usable if pair[0].session_id == session.id]
-    general = [pair for pair in usable if pair[0].session_id is None]
-    candidates = own or general
-    if not candidates:
-        return None
-    if session.recorded_at is not None and all(lab.administered_at for lab, _ in candidates):
-        return min(candidates, key=lambda p: abs((p[0].administered_at - session.recorded_at).total_seconds()))[1]
-    return max(candidates, key=lambda p: p[0].id)[1]
+    skipped: dict[str, int] = field(default_factory=dict)  # sessions left out, by reason
+    label_window_days: int = DEFAULT_LABEL_WINDOW_DAYS
+    undated_labels_set_aside: int = 0  # undated labels not used because their subject has dated ones
 
 
 def head_feature_names(values: list[dict], source: str, include_au: bool = True) -> list[str]:
@@ -56,20 +53,46 @@ def head_feature_names(values: list[dict], source: str, include_au: bool = True)
     return [name for name, d in FEATURE_DEFINITIONS.items() if d.group in groups and name in present]
 
 
+def _skip_hints(instrument: str, window_days: int) -> dict[str, str]:
+    """Why sessions were left out, each with what to do about it (for the no-data message)."""
+    return {
+        OUTSIDE_WINDOW: f"with labels outside the +/- {window_days}-day window (widen it with --label-window-days)",
+        SESSION_UNDATED: "undated while their subject's labels are dated (process them with --recorded-at, or "
+                         "give the label a session column)",
+        PHQ9_WITHOUT_ITEMS: "with PHQ-9 totals without item scores, which a PHQ-8 head cannot use (train with "
+                            "--instrument PHQ-9, or import the item scores)",
+        NO_LABEL_FOR_INSTRUMENT: f"with no {instrument} label (check --instrument)",
+        NO_LABEL: "with no label of their own (the subject's labels are linked to other sessions)",
+        UNRELIABLE: "unreliable (see `fervideo features`)",
+    }
+
+
+def describe_skipped(skipped: dict[str, int], instrument: str, window_days: int, hints: bool = True) -> str:
+    """'3 with labels outside the +/- 14-day window (...); 1 unreliable (...)', or '' when none were left out."""
+    texts = _skip_hints(instrument, window_days)
+    if not hints:
+        texts = {key: text.split(" (")[0] for key, text in texts.items()}
+    return "; ".join(f"{count} {texts.get(reason, reason)}" for reason, count in skipped.items() if count)
+
+
 def build_dataset(db_factory, instrument: str = "PHQ-8", classifier: str | None = None,
-                  source_file: str | None = None, include_au: bool = True) -> Dataset:
-    """Labelled, reliable sessions of one classifier -> a feature matrix grouped by subject."""
+                  source_file: str | None = None, include_au: bool = True,
+                  window_days: int = DEFAULT_LABEL_WINDOW_DAYS, min_subjects: int = MIN_TRAIN_SUBJECTS) -> Dataset:
+    """Labelled, reliable sessions of one classifier -> a feature matrix grouped by subject.
+
+    Which label belongs to a session is `match_label`'s rule (the one every view uses); every session
+    left out is counted by reason in `Dataset.skipped`."""
     from fervideo.store import PhqLabel, SessionFeatures, SessionStatus, Subject, VideoSession
 
     if instrument not in INSTRUMENT_MAX:
         raise InvalidArgumentError(f"--instrument must be PHQ-8 or PHQ-9, got {instrument!r}")
+    check_window_days(window_days)
     with db_factory() as db:
-        query = select(PhqLabel)
+        query = select(PhqLabel).order_by(PhqLabel.id)
         if source_file is not None:
             query = query.where(PhqLabel.source_file == source_file)
-        labels = list(db.scalars(query))
         by_subject: dict[int, list] = {}
-        for label in labels:
+        for label in db.scalars(query):
             by_subject.setdefault(label.subject_id, []).append(label)
         sessions = list(db.scalars(select(VideoSession).where(
             VideoSession.subject_id.in_(by_subject), VideoSession.status == SessionStatus.DONE)
@@ -85,27 +108,37 @@ def build_dataset(db_factory, instrument: str = "PHQ-8", classifier: str | None 
                                        "pick one with --classifier")
         (classifier_name, classifier_sha), = classifiers
         codes = dict(db.execute(select(Subject.id, Subject.code)).all())
-        rows, skipped = [], {"unreliable": 0, "no label for the instrument": 0}
+        rows, skipped, set_aside = [], dict.fromkeys((*NO_MATCH_REASONS, UNRELIABLE), 0), set()
         for session in sessions:
             if (session.classifier_name, session.classifier_sha256) != (classifier_name, classifier_sha):
                 continue
-            total = _pick_label(by_subject[session.subject_id], session, instrument)
-            if total is None:
-                skipped["no label for the instrument"] += 1
+            match = match_label(by_subject[session.subject_id], session, instrument, window_days)
+            set_aside.update(match.set_aside)
+            if not match:
+                skipped[match.reason] += 1
                 continue
             features = db.get(SessionFeatures, session.id)
             if features is None:
                 features = store_session_features(db_factory, session.id)
             if not features.reliable:
-                skipped["unreliable"] += 1
+                skipped[UNRELIABLE] += 1
                 continue
-            rows.append((session, total, features.values, codes[session.subject_id]))
+            rows.append((session, match.total, features.values, codes[session.subject_id]))
     if not rows:
-        raise DataFileError("no reliable labelled sessions to train on")
+        raise DataFileError(f"no {instrument}-labelled reliable session to train on: "
+                            + describe_skipped(skipped, instrument, window_days))
+    n_subjects = len({r[3] for r in rows})
+    if n_subjects < min_subjects:
+        left_out = describe_skipped(skipped, instrument, window_days, hints=False)
+        raise DataFileError(f"only {n_subjects} subjects have a reliable {instrument}-labelled session; a head needs "
+                            f"at least {min_subjects} subjects to be evaluated by subject"
+                            + (f" (sessions left out: {left_out})" if left_out else ""))
+    if any(skipped.values()):
+        log.warning("sessions left out: %s", describe_skipped(skipped, instrument, window_days))
     source = rows[0][0].source
     names = head_feature_names([r[2] for r in rows], source, include_au)
     X = np.array([[np.nan if r[2].get(n) is None else r[2][n] for n in names] for r in rows], dtype=np.float64)
     return Dataset(X, np.array([r[1] for r in rows], dtype=np.float64),
                    np.array([r[3] for r in rows]),
                    np.array([r[0].id for r in rows]), names, instrument, source, classifier_name, classifier_sha,
-                   skipped)
+                   skipped, window_days, len(set_aside))

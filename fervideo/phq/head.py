@@ -28,7 +28,8 @@ from fervideo.phq.bands import (
 from fervideo.phq.dataset import build_dataset
 from fervideo.phq.evaluation import Evaluation, conformal_halfwidth, cross_validate, make_pipeline
 from fervideo.phq.labels import import_labels
-from fervideo.phq.splits import read_split_file
+from fervideo.phq.matching import DEFAULT_LABEL_WINDOW_DAYS
+from fervideo.phq.splits import held_out_subjects
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ class TrainResult:
 def train_head(db_factory, name: str, model: str = "ridge", cv: str = "subject-kfold",
                split_file: Path | None = None, instrument: str = "PHQ-8", classifier: str | None = None,
                labels_file: Path | None = None, alpha: float = 10.0, coverage: float = DEFAULT_COVERAGE,
-               include_au: bool = True, n_boot: int = 1000, overwrite: bool = False) -> TrainResult:
+               include_au: bool = True, n_boot: int = 1000, overwrite: bool = False,
+               label_window_days: int = DEFAULT_LABEL_WINDOW_DAYS, ignore_unmatched: bool = False) -> TrainResult:
     """Evaluate by subject-grouped CV, fit on every labelled session, save files and a phq_heads row."""
     from fervideo.store import PhqHead
 
@@ -180,10 +182,10 @@ def train_head(db_factory, name: str, model: str = "ridge", cv: str = "subject-k
     if labels_file is not None:
         import_labels(db_factory, labels_file)
     source_file = str(Path(labels_file).resolve()) if labels_file is not None else None
-    data = build_dataset(db_factory, instrument, classifier, source_file, include_au)
+    data = build_dataset(db_factory, instrument, classifier, source_file, include_au, label_window_days)
     if cv == "split" and split_file is None:
         raise InvalidArgumentError("--cv split needs a split FILE")
-    held_out = read_split_file(split_file) if cv == "split" else None
+    held_out = held_out_subjects(split_file, data.groups, ignore_unmatched) if cv == "split" else None
     evaluation = cross_validate(data, model, cv, 5, held_out, alpha, n_boot)
     residuals = (data.y - evaluation.predictions)[np.isfinite(evaluation.predictions)]
     fitted = make_pipeline(model, alpha).fit(data.X, data.y)
@@ -198,7 +200,9 @@ def train_head(db_factory, name: str, model: str = "ridge", cv: str = "subject-k
         "training": {"n_subjects": len(set(data.groups)), "n_sessions": len(data.y),
                      "label_mean": float(data.y.mean()), "label_sd": float(data.y.std()),
                      "label_min": float(data.y.min()), "label_max": float(data.y.max()),
-                     "skipped_sessions": data.skipped, "labels_file": source_file},
+                     "skipped_sessions": data.skipped, "labels_file": source_file,
+                     "label_window_days": data.label_window_days,
+                     "undated_labels_set_aside": data.undated_labels_set_aside},
         "metrics": evaluation.as_json(),
         "conformal": {"coverage": coverage, "halfwidth": conformal_halfwidth(residuals, coverage),
                       "n_residuals": len(residuals), "method": "split-conformal on out-of-fold residuals"},

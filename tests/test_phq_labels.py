@@ -1,0 +1,238 @@
+"""PHQ labels: which label belongs to which session (window, undated labels), held-out split files,
+label-import checks (conflicts, subject codes, separators, bounded error lists) and training messages.
+Issue 9 items 8, 9, 11, 12 and issue 12 items 8 (labels) and 12."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from phq_cohort import add_session, feature_names, make_cohort
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from fervideo.cli import app
+from fervideo.errors import DataFileError, InvalidArgumentError
+from fervideo.phq import build_dataset, read_split_file
+from fervideo.phq.matching import (
+    OUTSIDE_WINDOW,
+    PHQ9_WITHOUT_ITEMS,
+    SESSION_UNDATED,
+    match_label,
+)
+from fervideo.store import PhqLabel, Subject, open_database
+
+DAY = dt.datetime(2024, 6, 1, 15, 30)
+NINE_ITEMS = {"interest": 1, "depressed": 1, "sleep": 1, "tired": 1, "appetite": 1, "failure": 1,
+              "concentrating": 1, "moving": 1, "self_harm": 2}
+
+
+@pytest.fixture
+def factory(db_url):
+    return open_database(db_url)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def label(id, total, when=None, session_id=None, instrument="PHQ-8", items=None):
+    return SimpleNamespace(id=id, total=total, administered_at=when, session_id=session_id, instrument=instrument,
+                           items=items)
+
+
+def session(recorded_at=DAY, id=1):
+    return SimpleNamespace(id=id, recorded_at=recorded_at)
+
+
+def count_labels(factory) -> int:
+    with factory() as db:
+        return db.scalar(select(func.count(PhqLabel.id)))
+
+
+# ------------------------------------------------------------------ 9.8: the window and undated labels
+def test_dated_label_matches_within_the_window_only():
+    near, far = label(1, 7, DAY - dt.timedelta(days=14)), label(2, 20, DAY - dt.timedelta(days=15))
+    assert match_label([near], session()).total == 7
+    missed = match_label([far], session())
+    assert not missed and missed.reason == OUTSIDE_WINDOW
+    assert match_label([far], session(), window_days=15).total == 20
+
+
+def test_window_counts_calendar_days_not_hours():
+    # administered at midnight on day 0, recorded late on day 14: 14 calendar days, inside.
+    match = match_label([label(1, 9, dt.datetime(2024, 3, 1))], session(dt.datetime(2024, 3, 15, 23, 59)))
+    assert match.total == 9 and match.days_apart == 14
+
+
+def test_undated_label_never_hides_the_dates_of_others():
+    # Old rule: one undated label made every date ignored and the latest import won (the undated 3).
+    dated, undated = label(1, 18, DAY - dt.timedelta(days=2)), label(2, 3)
+    match = match_label([dated, undated], session())
+    assert match.total == 18 and match.set_aside == (2,)
+    # A dated label far away is not replaced by the undated one either: no label, and it says why.
+    stale = match_label([label(1, 18, DAY - dt.timedelta(days=200)), undated], session())
+    assert not stale and stale.reason == OUTSIDE_WINDOW and stale.set_aside == (2,)
+
+
+def test_undated_labels_match_any_session_when_the_subject_has_no_dated_label():
+    assert match_label([label(1, 11)], session()).total == 11  # DAIC-WOZ: one label per participant
+    assert match_label([label(1, 11)], session(recorded_at=None)).total == 11
+
+
+def test_undated_session_cannot_take_a_dated_subject_level_label():
+    match = match_label([label(1, 11, DAY)], session(recorded_at=None))
+    assert not match and match.reason == SESSION_UNDATED
+    # ...but a label linked to that very session still belongs to it.
+    assert match_label([label(1, 11, DAY, session_id=1)], session(recorded_at=None)).total == 11
+
+
+def test_linked_label_wins_and_labels_of_other_sessions_never_belong():
+    closer, linked = label(1, 5, DAY), label(2, 16, DAY - dt.timedelta(days=10), session_id=1)
+    assert match_label([closer, linked], session()).total == 16
+    other = label(3, 22, DAY, session_id=99)
+    assert match_label([other], session()).reason == "no label"
+    # A linked label administered far from the recording is outside the window like any other.
+    assert match_label([label(4, 16, DAY - dt.timedelta(days=60), session_id=1)], session()).reason == OUTSIDE_WINDOW
+
+
+def test_closest_label_wins_and_ties_prefer_the_instrument_itself():
+    labels = [label(1, 4, DAY - dt.timedelta(days=9)), label(2, 13, DAY + dt.timedelta(days=3))]
+    assert match_label(labels, session()).total == 13
+    phq9 = label(3, 12, DAY, instrument="PHQ-9", items=NINE_ITEMS)
+    phq8 = label(4, 10, DAY)
+    assert match_label([phq8, phq9], session(), "PHQ-8").label.id == 4
+    assert match_label([phq9], session(), "PHQ-8").total == 10  # item 9 dropped
+    no_items = match_label([label(5, 12, DAY, instrument="PHQ-9")], session(), "PHQ-8")
+    assert not no_items and no_items.reason == PHQ9_WITHOUT_ITEMS
+
+
+def test_timezone_aware_dates_compare_with_naive_ones():
+    aware = label(1, 6, dt.datetime(2024, 6, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))))
+    assert match_label([aware], session(dt.datetime(2024, 6, 16, 0, 0))).days_apart == 14  # 2 June UTC
+
+
+def _subject(db, code: str) -> Subject:
+    subject = Subject(code=code)
+    db.add(subject)
+    db.flush()
+    return subject
+
+
+def _dated_session(db, subject, when):
+    row = add_session(db, subject, dict.fromkeys(feature_names(), 0.5))
+    row.recorded_at = when
+    return row
+
+
+def test_build_dataset_applies_the_window_and_counts_every_drop(factory):
+    make_cohort(factory, n_subjects=10)  # undated labels, undated sessions: all used
+    with factory.begin() as db:
+        late = _subject(db, "late")
+        _dated_session(db, late, DAY)
+        db.add(PhqLabel(subject_id=late.id, instrument="PHQ-8", total=20, administered_at=DAY - dt.timedelta(days=90)))
+        db.add(PhqLabel(subject_id=late.id, instrument="PHQ-8", total=2))  # undated: set aside, not used
+        undated = _subject(db, "undated")
+        _dated_session(db, undated, None)
+        db.add(PhqLabel(subject_id=undated.id, instrument="PHQ-8", total=9, administered_at=DAY))
+    data = build_dataset(factory)
+    assert "late" not in set(data.groups) and "undated" not in set(data.groups)
+    assert data.skipped[OUTSIDE_WINDOW] == 1 and data.skipped[SESSION_UNDATED] == 1
+    assert data.label_window_days == 14 and data.undated_labels_set_aside == 1
+    wide = build_dataset(factory, window_days=100)
+    assert list(wide.y[wide.groups == "late"]) == [20.0] and wide.skipped[OUTSIDE_WINDOW] == 0
+
+
+@pytest.mark.parametrize("window", [-1, 1.5, True])
+def test_window_must_be_whole_days(factory, window):
+    with pytest.raises(InvalidArgumentError, match="--label-window-days"):
+        build_dataset(factory, window_days=window)
+
+
+# ---------------------------------------------------------------------- 9.12: messages name the cause
+def _cohort_with_phq9_totals(factory, n: int, items=None) -> None:
+    with factory.begin() as db:
+        for k in range(n):
+            subject = _subject(db, f"N{k}")
+            add_session(db, subject, dict.fromkeys(feature_names(), float(k)))
+            db.add(PhqLabel(subject_id=subject.id, instrument="PHQ-9", total=k + 3, items=items))
+
+
+def test_phq9_totals_without_items_say_so_and_how_to_fix(factory):
+    _cohort_with_phq9_totals(factory, 12)
+    with pytest.raises(DataFileError, match=r"PHQ-9 totals without item scores.*--instrument PHQ-9"):
+        build_dataset(factory)
+    assert len(build_dataset(factory, "PHQ-9").y) == 12
+
+
+def test_too_few_subjects_states_the_minimum(factory):
+    make_cohort(factory, n_subjects=4)
+    with pytest.raises(DataFileError, match=r"only 4 subjects.*at least 10 subjects"):
+        build_dataset(factory)
+
+
+def test_no_usable_session_lists_the_reasons(factory):
+    with factory.begin() as db:
+        for k in range(3):
+            subject = _subject(db, f"W{k}")
+            _dated_session(db, subject, DAY)
+            db.add(PhqLabel(subject_id=subject.id, instrument="PHQ-8", total=5, administered_at=DAY.replace(year=2020)))
+    with pytest.raises(DataFileError, match=r"3 with labels outside the \+/- 14-day window.*--label-window-days"):
+        build_dataset(factory)
+
+
+# ------------------------------------------------------------------------ 9.9: split ids are text
+def test_split_file_keeps_ids_as_text(tmp_path):
+    path = write(tmp_path, "dev.csv", "Participant_ID,PHQ8_Score\n007,3\n7.0,4\n")
+    assert read_split_file(path) == {"007", "7.0"}
+
+
+def test_split_holds_out_exactly_the_listed_subject(factory, tmp_path):
+    from fervideo.phq.splits import held_out_subjects
+
+    make_cohort(factory, n_subjects=10)
+    with factory.begin() as db:
+        for code in ("007", "7"):
+            add_session(db, _subject(db, code), dict.fromkeys(feature_names(), 1.0))
+            db.add(PhqLabel(subject_id=db.scalar(select(Subject.id).where(Subject.code == code)),
+                            instrument="PHQ-8", total=4))
+    groups = build_dataset(factory).groups
+    path = write(tmp_path, "dev.csv", "subject\n007\nS001\n")
+    assert held_out_subjects(path, groups) == {"007", "S001"}
+
+
+def test_unmatched_split_ids_are_an_error_unless_ignored(tmp_path):
+    from fervideo.phq.splits import held_out_subjects
+
+    groups = __import__("numpy").array(["007", "S1", "S2"])
+    path = write(tmp_path, "dev.csv", "subject,split\n7,test\n007,test\nS9,train\nS1,train\n")
+    with pytest.raises(DataFileError, match=r"2 id\(s\).*'7', 'S9'.*exactly as text.*--ignore-unmatched"):
+        held_out_subjects(path, groups)
+    assert held_out_subjects(path, groups, ignore_unmatched=True) == {"007"}
+
+
+def test_split_file_with_an_id_on_both_sides_or_no_id_column(tmp_path):
+    from fervideo.phq.splits import held_out_subjects
+
+    both = write(tmp_path, "both.csv", "subject,split\nS1,test\nS1,train\n")
+    with pytest.raises(DataFileError, match="'S1' is listed as both"):
+        held_out_subjects(both, __import__("numpy").array(["S1", "S2"]))
+    with pytest.raises(DataFileError, match="Participant_ID or subject column"):
+        read_split_file(write(tmp_path, "none.csv", "name\nS1\n"))
+    with pytest.raises(DataFileError, match="line 3: empty subject id"):
+        read_split_file(write(tmp_path, "empty.csv", "subject,split\nS1,test\n,test\n"))
+
+
+def test_cli_train_refuses_unmatched_split_ids(db_url, tmp_path):
+    make_cohort(open_database(db_url), n_subjects=12)
+    split = write(tmp_path, "dev.csv", "subject\nS001\nS002\nS999\n")
+    args = ["phq", "train", "--name", "h", "--cv", "split", str(split), "--db", db_url]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code != 0 and "S999" in str(refused.exception)
+    trained = CliRunner().invoke(app, [*args, "--ignore-unmatched", "--label-window-days", "7"])
+    assert trained.exit_code == 0, trained.output
+    assert "2 subjects" in trained.output  # the two matched held-out subjects
