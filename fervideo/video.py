@@ -3,6 +3,12 @@
 Decoding is decord's. We sample on the container's own presentation timestamps (not on frame
 indices), so variable-frame-rate recordings, common from phones and telehealth apps, are sampled
 evenly in time. Chunks keep memory flat however long the recording is.
+
+Frames are delivered upright: decord (like OpenCV) applies the container's display rotation itself,
+so a phone's portrait recording comes out portrait and is never turned a second time here.
+
+A damaged file is read as far as it decodes, and the stream counts what it planned and what it
+decoded: `warnings` says so when frames were lost, so a truncated recording never looks complete.
 """
 
 from __future__ import annotations
@@ -14,10 +20,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fervideo.errors import InputVideoError, InvalidArgumentError
+from fervideo.video_container import (
+    ContainerHeader,
+    TimeGrid,
+    quiet_stderr,
+    read_first_frame,
+    read_header,
+    sequential_frames,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +39,11 @@ DEFAULT_CHUNK_SIZE = 32
 # Frames larger than this on their long side are decoded downscaled: a 224-px face crop needs no more,
 # and 4K frames would otherwise cost ~25 MB each.
 DEFAULT_MAX_DECODE_SIDE = 1280
+# The face detector finds nothing in a smaller frame (a face needs ~20 px), and below 32 px decord returns
+# malformed arrays (16x16 frames come out with 6 channels).
+MIN_FRAME_SIDE = 32
+# A header may count a frame or two more than decode (edit lists); more than this missing is a truncation.
+HEADER_COUNT_TOLERANCE = 2
 
 
 @dataclass(frozen=True)
@@ -36,7 +54,7 @@ class VideoInfo:
     duration_s: float
     fps: float
     frame_count: int
-    width: int
+    width: int  # as displayed (after rotation)
     height: int
     codec: str
     rotation: int  # degrees clockwise the player applies; frames are delivered already rotated
@@ -51,7 +69,7 @@ class FrameChunk:
 
     timestamps: np.ndarray  # float64[N], seconds from the container's timestamps
     indices: np.ndarray  # int64[N], decoded frame indices
-    rgb: np.ndarray  # uint8[N, H, W, 3]
+    rgb: np.ndarray  # uint8[N, H, W, 3], upright
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -62,24 +80,10 @@ def _check_readable_file(path: Path) -> None:
         raise InputVideoError(f"{path}: no such file; check the path")
     if path.is_dir():
         raise InputVideoError(f"{path}: is a directory, not a video file; pass the video files inside it")
-    if path.stat().st_size == 0:
-        raise InputVideoError(f"{path}: the file is empty (0 bytes); copy the recording again")
     if not os.access(path, os.R_OK):
         raise InputVideoError(f"{path}: not readable; check the file's permissions")
-
-
-def _open_reader(path: Path):
-    # decord is imported lazily: it loads its own ffmpeg, which we don't want at `import fervideo`.
-    import decord
-
-    _check_readable_file(path)
-    try:
-        return decord.VideoReader(str(path), num_threads=1)
-    except (decord.DECORDError, RuntimeError) as exc:  # RuntimeError when no video stream is found
-        raise InputVideoError(
-            f"{path}: cannot be decoded as a video ({_decoder_message(exc)}); "
-            "the file is not a video, or is truncated or corrupt: copy or export it again"
-        ) from None
+    if path.stat().st_size == 0:
+        raise InputVideoError(f"{path}: the file is empty (0 bytes); copy the recording again")
 
 
 def _decoder_message(exc: Exception) -> str:
@@ -91,97 +95,138 @@ def _decoder_message(exc: Exception) -> str:
     return text[:100]
 
 
-def _probe_codec_and_rotation(path: Path) -> tuple[str, int]:
-    """decord exposes neither the codec nor the rotation flag; OpenCV's FFmpeg backend does."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        fourcc = int(capture.get(cv2.CAP_PROP_FOURCC))
-        codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ").lower()
-        rotation = int(capture.get(cv2.CAP_PROP_ORIENTATION_META)) % 360
-    finally:
-        capture.release()
-    return codec or "unknown", rotation
+def _undecodable(path: Path, header: ContainerHeader, failure: str) -> InputVideoError:
+    if header.unsupported_codec:
+        return InputVideoError(
+            f"{path}: unsupported codec {header.unsupported_codec}; re-encode it, e.g. "
+            f"`ffmpeg -i {path.name} -c:v libx264 out.mp4`"
+        )
+    if "cannot find video stream" in failure:
+        return InputVideoError(f"{path}: the file holds no video stream (audio only?); pass the video recording")
+    return InputVideoError(
+        f"{path}: cannot be decoded as a video ({failure}); "
+        "the file is not a video, or is truncated or corrupt: copy or export it again"
+    )
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read the container's metadata without decoding the whole stream."""
-    path = Path(path)
-    return _probe(path, _open_reader(path))
+def _check_frame(path: Path, frame: np.ndarray) -> None:
+    height, width = frame.shape[:2]
+    if min(height, width) < MIN_FRAME_SIDE:
+        raise InputVideoError(
+            f"{path}: frames are {width}x{height} pixels, too small for face detection; "
+            f"the minimum is {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}"
+        )
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise InputVideoError(f"{path}: the decoder returns frames of shape {frame.shape}, not RGB images; "
+                              "re-encode the file to H.264")
 
 
-def _probe(path: Path, reader) -> VideoInfo:
-    frame_count = len(reader)
-    if frame_count == 0:
-        raise InputVideoError(f"{path}: the container holds no video frames")
-    fps = float(reader.get_avg_fps())
-    height, width = reader[0].shape[:2]
-    last_end = float(reader.get_frame_timestamp(frame_count - 1)[1])
-    codec, rotation = _probe_codec_and_rotation(path)
-    if rotation in (90, 270):
-        width, height = height, width
+def _open(path: Path):
+    """(header, decord reader or None when only the salvage reader can read it, first upright frame)."""
+    # decord is imported lazily: it loads its own ffmpeg, which we don't want at `import fervideo`.
+    import decord
+
+    _check_readable_file(path)
+    with quiet_stderr():
+        header = read_header(path)
+        if header.is_text:
+            raise InputVideoError(f"{path}: a text file, not a video; pass the video recording")
+        reader, first, failure = None, None, "no video frames"
+        try:
+            reader = decord.VideoReader(str(path), num_threads=1)
+            first = reader[0].asnumpy() if len(reader) else None
+        except (decord.DECORDError, RuntimeError) as exc:  # RuntimeError when no video stream is found
+            failure = _decoder_message(exc)
+        if first is None:
+            # decord indexes the whole file first and gives up on a missing tail or a damaged index;
+            # reading front to back still gets what is there.
+            reader, first = None, read_first_frame(path)
+            if first is None:
+                raise _undecodable(path, header, failure)
+    _check_frame(path, first)
+    return header, reader, first
+
+
+def _probe(path: Path, header: ContainerHeader, reader, first: np.ndarray) -> VideoInfo:
+    height, width = first.shape[:2]  # the decoders have applied the rotation: this is the displayed size
+    if reader is not None:
+        frame_count = len(reader)
+        fps = float(reader.get_avg_fps())
+        duration = float(reader.get_frame_timestamp(frame_count - 1)[1])
+    else:
+        frame_count, fps = header.frame_count, header.fps
+        duration = frame_count / fps if fps else 0.0
     return VideoInfo(
         path=str(path),
-        duration_s=last_end,
+        duration_s=duration,
         fps=fps,
         frame_count=frame_count,
         width=int(width),
         height=int(height),
-        codec=codec,
-        rotation=rotation,
+        codec=header.codec,
+        rotation=header.rotation,
     )
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read the container's metadata, decoding only the first frame."""
+    path = Path(path)
+    return _probe(path, *_open(path))
 
 
 def sample_frame_indices(frame_start_times: np.ndarray, sample_fps: float) -> np.ndarray:
     """Pick the frames to keep so that kept frames are `1/sample_fps` seconds apart in *time*.
 
-    A frame is kept when its timestamp reaches the next point of a regular time grid; the grid then
-    advances past it. With `sample_fps == 0` every frame is kept. Works for variable frame rates
-    because it never assumes frames are evenly spaced.
+    With `sample_fps == 0` every frame is kept. Works for variable frame rates because it never
+    assumes frames are evenly spaced (see TimeGrid).
     """
     if sample_fps < 0:
         raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
-    if sample_fps == 0:
-        return np.arange(len(frame_start_times), dtype=np.int64)
-    period = 1.0 / sample_fps
-    # Half a millisecond of slack absorbs timestamp rounding (e.g. 0.0333 s steps at 30 fps).
-    slack = 5e-4
-    kept: list[int] = []
-    next_time = float(frame_start_times[0]) if len(frame_start_times) else 0.0
-    for index, start in enumerate(frame_start_times):
-        if start + slack >= next_time:
-            kept.append(index)
-            steps = np.floor((start + slack - next_time) / period) + 1
-            next_time += steps * period
+    grid = TimeGrid(sample_fps)
+    kept = [index for index, start in enumerate(frame_start_times) if grid.keep(float(start))]
     return np.asarray(kept, dtype=np.int64)
 
 
-def _rotate(frames: np.ndarray, rotation: int) -> np.ndarray:
-    if rotation == 0:
+def _header_timeline(start_times: np.ndarray, header: ContainerHeader) -> np.ndarray:
+    """The frame start times the file *should* have: decord's index, extended to the header's frame
+    count when the header counts frames exactly and the index falls short (a file cut short)."""
+    missing = header.frame_count - len(start_times)
+    if not header.exact_count or header.fps <= 0 or missing <= HEADER_COUNT_TOLERANCE:
+        return start_times
+    last = float(start_times[-1]) if len(start_times) else 0.0
+    return np.concatenate([start_times, last + np.arange(1, missing + 1) / header.fps])
+
+
+def _unpadded_rgb(frames: np.ndarray) -> np.ndarray:
+    """decord 0.6 reports frames whose rows it padded (some widths, e.g. 48 or 72 px) as having 4 or 6
+    channels; the true layout is rows of `width * 3` bytes followed by padding. Strip the padding."""
+    if frames.shape[-1] <= 3:
         return frames
-    # rotation is clockwise; np.rot90 turns counter-clockwise for positive k.
-    return np.ascontiguousarray(np.rot90(frames, k=-(rotation // 90), axes=(1, 2)))
+    *lead, height, width, channels = frames.shape
+    rows = frames.reshape(*lead, height, width * channels)[..., : width * 3]
+    return np.ascontiguousarray(rows.reshape(*lead, height, width, 3))
 
 
-def _decode_batch(reader, indices: np.ndarray) -> tuple[np.ndarray, int]:
-    """Decode `indices`; on a decoder error fall back frame by frame and stop at the first failure.
+def _decode_batch(reader, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decode `indices`; on a decoder error fall back frame by frame, skipping the frames that fail.
 
-    Returns the frames decoded and how many of `indices` they cover. Headers that over-report the
-    frame count are common in real recordings; their missing tail is not an error.
+    Returns the frames decoded and their indices (a subset of `indices`, in order).
     """
     import decord
 
     try:
-        return reader.get_batch(indices.tolist()).asnumpy(), len(indices)
-    except decord.DECORDError:
-        frames = []
+        return _unpadded_rgb(reader.get_batch(indices.tolist()).asnumpy()), indices
+    except (decord.DECORDError, RuntimeError):
+        frames, kept = [], []
         for index in indices.tolist():
             try:
                 frames.append(reader[index].asnumpy())
-            except decord.DECORDError:
-                break
+                kept.append(index)
+            except (decord.DECORDError, RuntimeError):
+                continue
         if not frames:
-            return np.empty((0,), dtype=np.uint8), 0
-        return np.stack(frames), len(frames)
+            return np.empty((0,), dtype=np.uint8), np.empty((0,), dtype=np.int64)
+        return _unpadded_rgb(np.stack(frames)), np.asarray(kept, dtype=np.int64)
 
 
 class VideoStream:
@@ -189,8 +234,9 @@ class VideoStream:
 
     Memory is bounded by one chunk of decoded frames whatever the video's length. Frames whose long
     side exceeds `max_side` are decoded downscaled (by the decoder, before they reach Python);
-    `scale` maps decoded pixels back to source pixels. The stream ends cleanly at the last
-    decodable frame; a file with no decodable frame at all raises InputVideoError.
+    `scale` maps decoded pixels back to source pixels. A damaged file is read as far as it decodes;
+    after iterating, `frames_planned`, `frames_decoded` and `warnings` say what was lost. A file with
+    no decodable frame at all raises InputVideoError.
     """
 
     def __init__(
@@ -206,51 +252,87 @@ class VideoStream:
             raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
         self.path = Path(path)
         # Opening indexes the whole file, so the probe's reader is reused unless frames must be downscaled.
-        reader = _open_reader(self.path)
-        self.info = _probe(self.path, reader)
+        self.header, reader, first = _open(self.path)
+        self.info = _probe(self.path, self.header, reader, first)
         self.sample_fps = sample_fps
         self.chunk_size = chunk_size
+        self.max_side = max_side
         self.scale = 1.0
         if max_side and max(self.info.width, self.info.height) > max_side:
             self.scale = max(self.info.width, self.info.height) / max_side
-        self._reader = reader if self.scale == 1.0 else self._open_scaled_reader()
-        self.start_times = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0].astype(np.float64)
-        self.sampled_indices = sample_frame_indices(self.start_times, sample_fps)
+        # None: decord cannot read this file; frames are salvaged front to back (see video_container).
+        self.salvaged = reader is None
+        self._reader = None if self.salvaged else reader if self.scale == 1.0 else self._open_scaled_reader()
+        if self._reader is not None:
+            self.start_times = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0].astype(np.float64)
+            self.sampled_indices = sample_frame_indices(self.start_times, sample_fps)
+            planned_timeline = _header_timeline(self.start_times, self.header)
+        else:
+            self.start_times = self.sampled_indices = None
+            planned_timeline = _header_timeline(np.empty(0), self.header)
+        self.frames_planned = len(sample_frame_indices(planned_timeline, sample_fps))
+        self.frames_decoded = 0
+        self.finished = False
 
     def _open_scaled_reader(self):
         import decord
 
-        # decord takes the size of the stored (unrotated) frame.
-        stored_w, stored_h = self.info.width, self.info.height
-        if self.info.rotation in (90, 270):
-            stored_w, stored_h = stored_h, stored_w
-        return decord.VideoReader(
-            str(self.path), width=round(stored_w / self.scale), height=round(stored_h / self.scale), num_threads=1
-        )
+        # decord scales the frame as displayed (after rotation), so the displayed size is what it takes.
+        width, height = round(self.info.width / self.scale), round(self.info.height / self.scale)
+        return decord.VideoReader(str(self.path), width=width, height=height, num_threads=1)
 
     def __len__(self) -> int:
         """Frames the sampling plan asks for (the stream may end earlier on a truncated file)."""
-        return len(self.sampled_indices)
+        return self.frames_planned
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user must know about the decoded frames; complete once the stream is exhausted."""
+        notes = []
+        if self.salvaged:
+            notes.append("fallback_decoder: the file's index could not be read; frames were read front to back")
+        if self.finished and self.frames_decoded < self.frames_planned:
+            notes.append(f"decode_incomplete: {self.frames_decoded} of {self.frames_planned} planned frames decoded")
+        return notes
 
     def __iter__(self) -> Iterator[FrameChunk]:
-        yielded = 0
+        chunks = self._sequential_chunks() if self.salvaged else self._indexed_chunks()
+        self.frames_decoded, self.finished = 0, False
+        for chunk in chunks:
+            self.frames_decoded += len(chunk)
+            yield chunk
+        self.frames_planned = max(self.frames_planned, self.frames_decoded)
+        self.finished = True
+        if self.frames_decoded == 0:
+            raise InputVideoError(f"{self.path}: no frame could be decoded; the file is corrupt or truncated")
+        if self.frames_decoded < self.frames_planned:
+            log.info("%s: %d of %d planned frames decoded", self.path, self.frames_decoded, self.frames_planned)
+
+    def _indexed_chunks(self) -> Iterator[FrameChunk]:
         for chunk_start in range(0, len(self.sampled_indices), self.chunk_size):
             wanted = self.sampled_indices[chunk_start : chunk_start + self.chunk_size]
-            frames, decoded = _decode_batch(self._reader, wanted)
+            frames, kept = _decode_batch(self._reader, wanted)
             # decord 0.6's worker thread keeps decoding ahead while we are busy elsewhere, until the
             # whole video sits in memory (dmlc/decord#157). A seek stops the worker and drops its
             # queue; the next batch seeks from the nearest key frame. Costs decode speed, keeps memory flat.
             self._reader.seek(0)
-            if decoded:
-                yielded += decoded
-                kept = wanted[:decoded]
-                yield FrameChunk(
-                    timestamps=self.start_times[kept], indices=kept, rgb=_rotate(frames, self.info.rotation)
-                )
-            if decoded < len(wanted):
-                log.info("stream ends after %d sampled frames, before the header's %d frames", yielded,
-                         self.info.frame_count)
-                break
-        if yielded == 0:
-            raise InputVideoError(f"{self.path}: no frame could be decoded; the file is corrupt or truncated")
+            if not len(kept):
+                return  # a whole chunk undecodable: the rest of the file is lost
+            yield FrameChunk(timestamps=self.start_times[kept], indices=kept, rgb=frames)
 
+    def _sequential_chunks(self) -> Iterator[FrameChunk]:
+        batch: list[tuple[int, float, np.ndarray]] = []
+        max_side = self.max_side if self.scale != 1.0 else None
+        for item in sequential_frames(self.path, self.sample_fps, max_side):
+            batch.append(item)
+            if len(batch) == self.chunk_size:
+                yield _chunk_of(batch)
+                batch = []
+        if batch:
+            yield _chunk_of(batch)
+
+
+def _chunk_of(batch: list[tuple[int, float, np.ndarray]]) -> FrameChunk:
+    indices, times, frames = zip(*batch, strict=True)
+    return FrameChunk(timestamps=np.asarray(times, dtype=np.float64), indices=np.asarray(indices, dtype=np.int64),
+                      rgb=np.stack(frames))

@@ -92,3 +92,63 @@ def looped_clip_video(path: Path, source_frames: np.ndarray, seconds: float, fps
     n_frames = round(seconds * fps)
     return write_video(path, (cycle[i % len(cycle)] for i in range(n_frames)), fps=fps,
                        options={"preset": "ultrafast"})
+
+
+def upright_marker_frame(width: int = 96, height: int = 128) -> np.ndarray:
+    """A portrait frame with a red top-left quarter: shows at a glance which way up a decoder put it."""
+    frame = np.full((height, width, 3), 110, dtype=np.uint8)
+    frame[: height // 4, : width // 4] = (255, 0, 0)
+    return frame
+
+
+def rotated_video(path: Path, clockwise: int, n_frames: int = 6, width: int = 96, height: int = 128) -> Path:
+    """A phone-style recording: `upright_marker_frame` stored turned, with a display matrix saying to turn
+    it `clockwise` degrees when playing (what a phone held upright writes), so it *displays* upright."""
+    upright = upright_marker_frame(width, height)
+    stored = np.ascontiguousarray(np.rot90(upright, k=clockwise // 90))  # np.rot90: counter-clockwise
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.height, stream.width = stored.shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.set_display_rotation(-clockwise)  # PyAV takes counter-clockwise degrees
+        for _ in range(n_frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def audio_only_file(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
+    """An AAC audio track in an MP4 container, no video stream."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        samples = np.zeros((1, int(seconds * rate)), dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def faststart_noise_video(path: Path, n_frames: int = 50, width: int = 128, height: int = 96) -> Path:
+    """An MP4 with its index (moov) at the start and a key frame every 10 frames: the layout in which a
+    file cut short still has a readable index. Noise frames make the payload large next to the index."""
+    rng = np.random.default_rng(0)
+    frames = (rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in range(n_frames))
+    return write_video(path, frames, options={"g": "10"}, container_options={"movflags": "faststart"})
+
+
+def damaged_copy(source: Path, target: Path, keep_fraction: float = 1.0, corrupt_at: float | None = None,
+                 corrupt_bytes: int = 2000) -> Path:
+    """A copy of `source` cut to `keep_fraction` of its bytes, optionally with random bytes written over
+    `corrupt_bytes` at relative position `corrupt_at`."""
+    data = bytearray(source.read_bytes()[: int(source.stat().st_size * keep_fraction)])
+    if corrupt_at is not None:
+        start = int(len(data) * corrupt_at)
+        data[start : start + corrupt_bytes] = np.random.default_rng(1).integers(0, 255, corrupt_bytes,
+                                                                                   dtype=np.uint8).tobytes()
+    target.write_bytes(bytes(data))
+    return target

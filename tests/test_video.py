@@ -4,10 +4,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic_media import CONTAINER_CODECS, pattern_video, write_video
+from synthetic_media import (
+    CONTAINER_CODECS,
+    audio_only_file,
+    damaged_copy,
+    faststart_noise_video,
+    pattern_video,
+    rotated_video,
+    upright_marker_frame,
+    write_video,
+)
 
 from fervideo.errors import InputVideoError, InvalidArgumentError
-from fervideo.video import VideoStream, probe_video, sample_frame_indices
+from fervideo.video import MIN_FRAME_SIDE, VideoStream, probe_video, sample_frame_indices
 
 
 @pytest.mark.parametrize("suffix", sorted(CONTAINER_CODECS))
@@ -29,6 +38,9 @@ def test_every_container_probes_and_decodes_all_frames(tmp_path, suffix):
     assert np.corrcoef(brightness, np.arange(45))[0, 1] > 0.99
     indices = np.concatenate([c.indices for c in chunks])
     assert indices.tolist() == list(range(45))
+    stream = VideoStream(path, sample_fps=5)
+    assert sum(len(c) for c in stream) == len(stream) == stream.frames_decoded == 8
+    assert stream.warnings == []  # a healthy file is never reported as incomplete
 
 
 def test_odd_frame_size_decodes(tmp_path):
@@ -46,6 +58,14 @@ def test_sampling_uses_timestamps_on_variable_frame_rate(tmp_path):
     times = np.concatenate([c.timestamps for c in stream])
     assert times == pytest.approx(np.arange(10) * 0.2, abs=0.002)
     assert np.all(np.diff(np.concatenate([c.indices for c in stream])) > 0)
+    assert stream.warnings == [] and stream.frames_planned == stream.frames_decoded == 10
+
+
+def test_vfr_matroska_whose_header_only_estimates_the_count_is_not_incomplete(tmp_path):
+    # OpenCV estimates 58 frames for this 40-frame file from its duration: no false "incomplete".
+    stamps = [i / 30 for i in range(30)] + [1 + i / 10 for i in range(10)]
+    stream = VideoStream(pattern_video(tmp_path / "vfr.mkv", n_frames=40, timestamps_s=stamps), sample_fps=0)
+    assert sum(len(c) for c in stream) == 40 and stream.warnings == []
 
 
 def test_sample_frame_indices_grid():
@@ -72,6 +92,60 @@ def test_large_frames_are_decoded_downscaled(tmp_path):
     assert next(iter(stream)).rgb.shape[1:] == (540, 960, 3)
 
 
+def _quarter_means(frame: np.ndarray) -> list[float]:
+    """Redness of the four corner quarters (TL, TR, BL, BR): the marker's corner has by far the most."""
+    h, w = frame.shape[:2]
+    top, bottom, left, right = slice(0, h // 4), slice(h - h // 4, h), slice(0, w // 4), slice(w - w // 4, w)
+    corners = [frame[top, left], frame[top, right], frame[bottom, left], frame[bottom, right]]
+    return [float(c[..., 0].mean() - c[..., 1].mean()) for c in corners]
+
+
+def _pyav_displayed(path: Path) -> np.ndarray:
+    """The first frame turned as PyAV's display matrix says (VideoFrame.rotation is counter-clockwise)."""
+    import av
+
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return np.rot90(frame.to_ndarray(format="rgb24"), k=frame.rotation // 90)
+
+
+def _opencv_displayed(path: Path) -> np.ndarray:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok
+    return bgr[..., ::-1]
+
+
+@pytest.mark.parametrize("clockwise", [90, 180, 270])
+def test_rotated_phone_video_is_upright_exactly_once(tmp_path, clockwise):
+    # Regression (issue 12.1): decord already applies the display matrix; turning again put faces sideways.
+    path = rotated_video(tmp_path / f"phone{clockwise}.mp4", clockwise)
+    upright = upright_marker_frame()
+    for reference in (_pyav_displayed(path), _opencv_displayed(path)):
+        assert reference.shape == upright.shape and np.argmax(_quarter_means(reference)) == 0
+    info = probe_video(path)
+    assert (info.width, info.height, info.rotation) == (96, 128, clockwise)  # as displayed
+    frames = np.concatenate([c.rgb for c in VideoStream(path, sample_fps=0)])
+    assert frames.shape == (6, 128, 96, 3)
+    assert np.argmax(_quarter_means(frames[0])) == 0  # marker top-left: upright
+    assert np.abs(frames[0].astype(int) - _pyav_displayed(path).astype(int)).mean() < 3
+
+
+def test_rotated_video_decoded_downscaled_keeps_its_shape(tmp_path):
+    # 48 px wide: a width decord returns with padded rows (reported as 4 channels), undone by the stream.
+    path = rotated_video(tmp_path / "phone90.mp4", 90)
+    stream = VideoStream(path, sample_fps=0, max_side=64)
+    frame = next(iter(stream)).rgb[0]
+    assert stream.scale == pytest.approx(2.0) and frame.shape == (64, 48, 3)
+    assert np.argmax(_quarter_means(frame)) == 0
+    reference = _pyav_displayed(path)[::2, ::2]
+    assert np.abs(frame.astype(int) - reference.astype(int)).mean() < 8
+
+
 def _faststart_clip(tmp_path) -> bytes:
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(90)]
@@ -87,6 +161,40 @@ def test_header_over_reporting_frames_ends_cleanly(tmp_path):
     stream = VideoStream(truncated, sample_fps=0, chunk_size=8)
     decoded = sum(len(chunk) for chunk in stream)
     assert 0 < decoded < stream.info.frame_count
+
+
+def _drain(stream: VideoStream) -> int:
+    return sum(len(chunk) for chunk in stream)
+
+
+def test_truncated_file_reports_frames_lost(tmp_path):
+    # Regression (issue 12.2): 90 % of a 50-frame file decoded 45 frames and ended `done` with no word.
+    source = faststart_noise_video(tmp_path / "full.mp4")
+    stream = VideoStream(damaged_copy(source, tmp_path / "cut90.mp4", keep_fraction=0.9), sample_fps=0)
+    decoded = _drain(stream)
+    assert stream.frames_planned == 50 and 0 < decoded == stream.frames_decoded < 50
+    assert stream.warnings == [f"decode_incomplete: {decoded} of 50 planned frames decoded"]
+
+
+def test_file_cut_in_half_with_index_at_start_is_salvaged(tmp_path):
+    # decord refuses to open it (the index points past the end); the front half still decodes.
+    source = faststart_noise_video(tmp_path / "full.mp4")
+    stream = VideoStream(damaged_copy(source, tmp_path / "half.mp4", keep_fraction=0.5), sample_fps=10)
+    assert stream.salvaged
+    chunks = list(stream)
+    times = np.concatenate([c.timestamps for c in chunks])
+    assert 3 <= len(times) < stream.frames_planned == 17
+    assert times == pytest.approx(np.arange(len(times)) * 0.1, abs=0.002)
+    assert chunks[0].rgb.shape[1:] == (96, 128, 3)
+    assert any(w.startswith("decode_incomplete:") for w in stream.warnings)
+
+
+def test_corrupt_middle_decodes_past_the_damage(tmp_path):
+    source = faststart_noise_video(tmp_path / "full.mp4")
+    stream = VideoStream(damaged_copy(source, tmp_path / "mid.mp4", corrupt_at=0.5), sample_fps=0)
+    decoded = _drain(stream)
+    assert 40 <= decoded <= 50  # the old reader stopped at the first bad frame (23 of 50)
+    assert (decoded < 50) == any(w.startswith("decode_incomplete") for w in stream.warnings)
 
 
 def test_truncated_beyond_repair_is_a_clear_error(tmp_path):
@@ -110,6 +218,51 @@ def test_bad_inputs_raise_one_line_errors(tmp_path, make, message):
     with pytest.raises(InputVideoError, match=message) as caught:
         VideoStream(make(tmp_path))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("side", [2, 16, MIN_FRAME_SIDE - 2])
+def test_tiny_frames_are_a_one_line_error(tmp_path, side):
+    # Regression (issue 12.6): 16x16 frames came back with 6 channels and crashed the detector.
+    path = pattern_video(tmp_path / "tiny.mp4", n_frames=3, width=side, height=side, pix_fmt="yuv444p")
+    with pytest.raises(InputVideoError, match=f"too small for face detection; the minimum is {MIN_FRAME_SIDE}"):
+        VideoStream(path)
+
+
+def test_smallest_allowed_frames_decode(tmp_path):
+    path = pattern_video(tmp_path / "small.mp4", n_frames=3, width=MIN_FRAME_SIDE, height=MIN_FRAME_SIDE)
+    assert next(iter(VideoStream(path, sample_fps=0))).rgb.shape == (3, MIN_FRAME_SIDE, MIN_FRAME_SIDE, 3)
+
+
+def test_text_file_that_ffmpeg_reads_as_video_is_a_one_line_error(tmp_path, capfd):
+    # FFmpeg's tty demuxer takes any .txt for a video of rendered characters; decord then failed to seek.
+    path = _write(tmp_path / "notes.txt", b"session notes, not a video\n" * 20)
+    with pytest.raises(InputVideoError, match="a text file, not a video"):
+        VideoStream(path)
+    assert capfd.readouterr().err == ""
+
+
+def test_audio_only_file_says_no_video_stream(tmp_path):
+    with pytest.raises(InputVideoError, match="no video stream"):
+        VideoStream(audio_only_file(tmp_path / "voice.m4a"))
+
+
+def test_av1_is_named_as_an_unsupported_codec(tmp_path, capfd):
+    try:
+        path = pattern_video(tmp_path / "av1.mp4", n_frames=3, width=64, height=64, codec="libsvtav1",
+                             options={"svtav1-params": "log-level=0"})
+    except Exception as exc:  # the encoder is optional in PyAV builds
+        pytest.skip(f"no AV1 encoder here: {exc}")
+    capfd.readouterr()
+    with pytest.raises(InputVideoError, match="unsupported codec AV1"):
+        VideoStream(path)
+    assert capfd.readouterr().err == ""  # the decoders' complaints are not printed above the error
+
+
+def test_decoder_noise_is_silenced_before_a_one_line_error(tmp_path, capfd):
+    path = _write(tmp_path / "random.mp4", np.random.default_rng(0).integers(0, 255, 20_000, dtype=np.uint8).tobytes())
+    with pytest.raises(InputVideoError, match="cannot be decoded"):
+        VideoStream(path)
+    assert capfd.readouterr().err == ""
 
 
 def _write(path: Path, data: bytes) -> Path:
