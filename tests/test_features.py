@@ -54,11 +54,12 @@ def test_constant_distribution():
         assert v[f"mean_{label}"] == pytest.approx(dist[k])
         assert v[f"sd_{label}"] == pytest.approx(0.0, abs=1e-12)
         assert v[f"mssd_{label}"] == pytest.approx(0.0, abs=1e-12)
-        assert math.isnan(v[f"inertia_{label}"])  # undefined without variance
+        assert math.isnan(v[f"inertia_{label}"]) and v[f"inertia_{label}__missing"] == 1.0  # no variance
     assert v["dominant_happiness"] == 1.0 and v["dwell_happiness_s"] == pytest.approx(20.0)
-    assert math.isnan(v["dwell_sadness_s"])
+    assert v["dwell_sadness_s"] == 0.0  # never dominant: dwells 0 s
     entropy = -np.sum(dist * np.log2(dist))
-    assert v["entropy_mean"] == pytest.approx(entropy) and v["emodiversity"] == pytest.approx(entropy)
+    assert v["entropy_mean"] == pytest.approx(entropy) and v["emodiversity_soft"] == pytest.approx(entropy)
+    assert v["emodiversity"] == 0.0  # one emotion (happiness) dominates every frame
     assert v["expressivity"] == pytest.approx(0.8)
     assert v["pos_neg_balance"] == pytest.approx((0.4 - 0.3) / 0.7)
     expected_valence = sum(dist[k] * CIRCUMPLEX[label][0] for k, label in enumerate(CANONICAL_LABELS))
@@ -69,43 +70,44 @@ def test_constant_distribution():
 
 
 def test_alternating_distribution():
-    result = compute_session_features(timeline(one_hot([HAPPY, SAD] * 50)), smoothing_s=0)
+    # One frame per second, so each 1 s grid bin holds one frame and the labels alternate bin by bin.
+    result = compute_session_features(timeline(one_hot([HAPPY, SAD] * 50), t=np.arange(100) * 1.0))
     v = result.values
     assert v["mean_happiness"] == pytest.approx(0.5) and v["sd_happiness"] == pytest.approx(0.5)
     assert v["mssd_happiness"] == pytest.approx(1.0) and v["inertia_happiness"] == pytest.approx(-1.0)
     assert v["dominant_happiness"] == pytest.approx(0.5)
-    assert v["dwell_happiness_s"] == pytest.approx(PERIOD) and v["dwell_sadness_s"] == pytest.approx(PERIOD)
+    assert v["dwell_happiness_s"] == pytest.approx(1.0) and v["dwell_sadness_s"] == pytest.approx(1.0)
     assert v["self_transition_rate"] == 0.0
-    assert v["transitions_per_min"] == pytest.approx(60 / PERIOD)  # one change per successive pair
+    assert v["transitions_per_min"] == pytest.approx(60.0)  # one change per successive bin
     assert result.transition_matrix[HAPPY, SAD] == 1.0 and result.transition_matrix[SAD, HAPPY] == 1.0
-    assert v["entropy_mean"] == pytest.approx(0.0) and v["emodiversity"] == pytest.approx(1.0)
+    assert v["entropy_mean"] == pytest.approx(0.0) and v["emodiversity_soft"] == pytest.approx(1.0)
+    assert v["emodiversity"] == pytest.approx(math.log(2))
     assert v["valence_inertia"] == pytest.approx(-1.0)
     assert v["pos_neg_balance"] == pytest.approx(0.0)
 
 
-def test_smoothing_removes_single_frame_flicker():
-    labels = [HAPPY] * 20 + [SAD] + [HAPPY] * 20
-    raw = compute_session_features(timeline(one_hot(labels)), smoothing_s=0).values
-    smoothed = compute_session_features(timeline(one_hot(labels)), smoothing_s=1.0).values
-    assert raw["transitions_per_min"] > 0 and smoothed["transitions_per_min"] == 0.0
-    assert smoothed["dwell_happiness_s"] == pytest.approx(41 * PERIOD)
+def test_a_flicker_shorter_than_a_grid_bin_is_averaged_away():
+    labels = [HAPPY] * 20 + [SAD] + [HAPPY] * 20  # 8.2 s at 5 fps: nine 1 s bins, the last one partial
+    v = compute_session_features(timeline(one_hot(labels))).values
+    assert v["transitions_per_min"] == 0.0 and v["dwell_happiness_s"] == pytest.approx(9.0)
+    assert v["dominant_sadness"] == pytest.approx(1 / 41)  # frame shares still see the flicker
 
 
 def test_gaps_break_successive_pairs():
     # 20 happy frames, 10 frames without a face, 20 sad frames: the only happy->sad step spans the gap.
     labels = [HAPPY] * 20 + [HAPPY] * 10 + [SAD] * 20
     face = np.array([True] * 20 + [False] * 10 + [True] * 20)
-    v = compute_session_features(timeline(one_hot(labels), face), smoothing_s=0).values
+    v = compute_session_features(timeline(one_hot(labels), face)).values
     assert v["face_frames"] == 40 and v["face_found_fraction"] == pytest.approx(0.8)
     assert v["longest_gap_s"] == pytest.approx(10 * PERIOD)
     assert v["mssd_happiness"] == 0.0  # no successive pair crosses the gap
     assert v["transitions_per_min"] == 0.0 and v["self_transition_rate"] == 1.0
-    assert v["dwell_happiness_s"] == pytest.approx(20 * PERIOD) and v["dwell_sadness_s"] == pytest.approx(20 * PERIOD)
+    assert v["dwell_happiness_s"] == pytest.approx(4.0) and v["dwell_sadness_s"] == pytest.approx(4.0)
 
 
 def test_time_gap_without_missing_rows_also_breaks_pairs():
     t = np.concatenate([np.arange(20) * PERIOD, 10.0 + np.arange(20) * PERIOD])  # a 6 s hole in sampling
-    v = compute_session_features(timeline(one_hot([HAPPY] * 20 + [SAD] * 20), t=t), smoothing_s=0).values
+    v = compute_session_features(timeline(one_hot([HAPPY] * 20 + [SAD] * 20), t=t)).values
     assert v["transitions_per_min"] == 0.0 and v["mssd_sadness"] == 0.0
     assert v["longest_gap_s"] == pytest.approx(10.0 - 19 * PERIOD - PERIOD)
 
@@ -118,7 +120,7 @@ def test_edge_gaps_count():
 
 def test_unreliable_sessions_are_flagged():
     few = compute_session_features(timeline(one_hot([HAPPY] * 20)))
-    assert not few.reliable and "20 frames with a face" in few.reliability_notes[0]
+    assert not few.reliable and few.reliability_notes == ["only 4.0 s of face (at least 10 s needed)"]
     face = np.zeros(400, dtype=bool)
     face[:50] = True
     sparse = compute_session_features(timeline(one_hot([HAPPY] * 400), face))
@@ -153,17 +155,17 @@ def _stored_session(factory, probs, face=None) -> int:
 
 def test_store_recompute_and_cli(db_url):
     factory = open_database(db_url)
-    face = np.array([True] * 40 + [False] * 10)
-    session_id = _stored_session(factory, one_hot([HAPPY] * 50), face)
+    face = np.array([True] * 80 + [False] * 20)
+    session_id = _stored_session(factory, one_hot([HAPPY] * 100), face)
     row = store_session_features(factory, session_id)
-    assert row.reliable and row.values["face_frames"] == 40
-    assert row.values["dwell_sadness_s"] is None  # NaN stored as null
+    assert row.reliable and row.values["face_frames"] == 80
+    assert row.values["inertia_sadness"] is None and row.values["inertia_sadness__missing"] == 1.0  # NaN: null
     assert row.transition_matrix[HAPPY][HAPPY] == 1.0 and row.transition_matrix[SAD][0] is None
     with factory.begin() as db:
         db.get(SessionFeatures, session_id).values = {**row.values, "au_AU12_intensity": 1.5, "face_frames": -1}
     assert store_session_features(factory, session_id).values["face_frames"] == -1  # stored, not recomputed
     again = store_session_features(factory, session_id, recompute=True)
-    assert again.values["face_frames"] == 40 and again.values["au_AU12_intensity"] == 1.5  # au_ kept
+    assert again.values["face_frames"] == 80 and again.values["au_AU12_intensity"] == 1.5  # au_ kept
 
     runner = CliRunner()
     shown = runner.invoke(app, ["features", str(session_id), "--db", db_url])
