@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import ProgressColumn, Task
+from rich.text import Text
 
+from fervideo.cli.arguments import database_option, shown
 from fervideo.errors import FervideoError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -32,7 +35,7 @@ err_console = Console(stderr=True, soft_wrap=True)  # one-line errors stay one l
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db", envvar="FERVIDEO_DB",
+        "--db", envvar="FERVIDEO_DB", callback=database_option,
         help="SQLAlchemy URL or SQLite path [default: ~/.local/share/fervideo/fervideo.sqlite]",
     ),
 ]
@@ -82,4 +85,17 @@ class ItemErrors:
             if self.total == 1:
                 raise
             self.count += 1
-            err_console.print(f"[{self.colour}]{self.label}:[/{self.colour}] {error}", highlight=False)
+            err_console.print(f"[{self.colour}]{self.label}:[/{self.colour}] {shown(error)}", highlight=False)
+
+
+class CountColumn(ProgressColumn):
+    """`done/total`, or what is happening while the total is not known yet (Rich's MofN shows "0/?")."""
+
+    def __init__(self, waiting: str = "opening") -> None:
+        super().__init__()
+        self.waiting = waiting
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text(self.waiting, style="progress.download")
+        return Text(f"{int(task.completed)}/{int(task.total)}", style="progress.download")

@@ -7,11 +7,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from fervideo import __version__
-from fervideo.cli.app import DbOption, ItemErrors, app, console, db_app, err_console
+from fervideo.cli.app import CountColumn, DbOption, ItemErrors, app, console, db_app, err_console
+from fervideo.cli.arguments import (
+    device_option,
+    finite_non_negative,
+    one_of,
+    positive_int,
+    shown,
+    validated_subject,
+)
+from fervideo.cli.arguments import recorded_at as parse_recorded_at
 from fervideo.labels import CANONICAL_LABELS
 
 
@@ -20,7 +29,7 @@ def _progress_bar() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn("opening the video"),
         TextColumn("{task.fields[rate]} frames/s"),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -30,12 +39,13 @@ def _progress_bar() -> Progress:
 
 
 def _print_summary(video: Path, session_id: int, frames, skipped: bool, seconds: float | None) -> None:
-    from fervideo.features import basic_summary
+    from fervideo.features import basic_summary, compute_session_features
 
     summary = basic_summary(frames)
-    table = Table(title=f"{video.name}  (session {session_id}{', already processed' if skipped else ''})",
+    features = compute_session_features(frames)  # the stored features' definitions, reliability included
+    table = Table(title=f"{shown(video.name)}  (session {session_id}{', already processed' if skipped else ''})",
                   show_header=False, title_justify="left")
-    table.add_row("time covered", f"{summary['span_s']:.1f} s")
+    table.add_row("time covered", f"{features.values['duration_s']:.1f} s")
     table.add_row("sampled frames", str(summary["sampled_frames"]))
     table.add_row("face found", f"{summary['face_found_fraction']:.1%} ({summary['face_frames']} frames)")
     if seconds:
@@ -47,29 +57,39 @@ def _print_summary(video: Path, session_id: int, frames, skipped: bool, seconds:
             share = summary["mean_distribution"][label]
             table.add_row(f"mean P({label})", f"{share:.3f} {'#' * round(share * 40)}")
         table.add_row("dominant emotion", f"[bold]{summary['dominant_emotion']}[/bold]")
+    if not features.reliable:
+        table.add_row("[bold yellow]unreliable[/bold yellow]", shown("; ".join(features.reliability_notes)))
     console.print(table)
 
 
 @app.command()
 def process(
     videos: Annotated[list[Path], typer.Argument(help="Video files (mp4, mov, avi, mkv, webm).")],
-    subject: Annotated[str, typer.Option("--subject", "-s", help="Pseudonymous subject code (never a name).")],
-    recorded_at: Annotated[
-        dt.datetime | None, typer.Option(help="When the session was recorded (ISO date or date-time).")
+    subject: Annotated[str, typer.Option("--subject", "-s", callback=validated_subject,
+                                         help="Pseudonymous subject code (never a name).")],
+    recorded_at: Annotated[dt.datetime | None, typer.Option(
+        parser=parse_recorded_at, metavar="DATE", help="When the session was recorded (ISO date or date-time).")
     ] = None,
-    fps: Annotated[float, typer.Option(help="Frames sampled per second of video; 0 = every frame.")] = 5.0,
+    fps: Annotated[float, typer.Option(callback=finite_non_negative,
+                                       help="Frames sampled per second of video; 0 = every frame.")] = 5.0,
     model: Annotated[str, typer.Option(help="Emotion model: auto, a name from `fervideo models`, or a checkpoint path.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Faces per classifier batch.")] = 64,
-    landmarks: Annotated[str, typer.Option(help="retinaface (5 points) or fan (68 points; needs cached 2DFAN4 weights).")] = "retinaface",
+    device: Annotated[str, typer.Option(callback=device_option, help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(callback=positive_int, help="Faces per classifier batch.")] = 64,
+    landmarks: Annotated[str, typer.Option(callback=one_of("retinaface", "fan"), help="retinaface (5 points) or fan (68 points; needs cached 2DFAN4 weights).")] = "retinaface",
     force: Annotated[bool, typer.Option("--force", help="Reprocess even if this file was processed with the same settings.")] = False,
+    backend: Annotated[str | None, typer.Option(help="Inference backend: auto (ONNX Runtime on the CPU where installed), torch or onnx [env: FERVIDEO_BACKEND]. See docs/speed.md.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for the networks; 0 = all cores [env: FERVIDEO_THREADS]. See docs/speed.md.")] = None,
     db: DbOption = None,
 ) -> None:
     """Process session recordings into stored per-frame emotion timelines."""
+    from fervideo.runtime import prefer_passive_waiting
+
+    prefer_passive_waiting()  # before torch loads OpenMP: idle workers must not spin on shared machines
     from fervideo.pipeline import SessionProcessor
 
     processor = SessionProcessor(
-        db_url=db, model=model, device=device, batch_size=batch_size, sample_fps=fps, landmarks=landmarks
+        db_url=db, model=model, device=device, batch_size=batch_size, sample_fps=fps, landmarks=landmarks,
+        backend=backend, threads=threads,
     )
     classifier = processor.classifier
     # A fallback is also logged as a warning by the registry; the model line is what stays on screen.
@@ -79,7 +99,7 @@ def process(
     for video in videos:
         with errors.guard():
             with _progress_bar() as bar:
-                task = bar.add_task(video.name[:40], total=None, rate="-")
+                task = bar.add_task(shown(video.name[:40]), total=None, rate="-")
 
                 def on_progress(done: int, planned: int, _task=task, _bar=bar) -> None:
                     elapsed = _bar.tasks[0].elapsed or 0.0
@@ -103,15 +123,25 @@ def sessions(
     factory = open_database(db)
     with factory() as session:
         rows = list_sessions(session, subject)
-        table = Table("id", "subject", "recorded", "video", "duration", "face %", "status", "classifier")
-        for row in rows:
-            face = f"{row.face_frames / row.sampled_frames:.0%}" if row.sampled_frames else "-"
-            table.add_row(
-                str(row.id), row.subject.code, row.recorded_at.date().isoformat() if row.recorded_at else "-",
-                Path(row.video_path).name, f"{row.duration_s:.1f} s" if row.duration_s else "-", face,
-                row.status + (f" ({row.error[:40]})" if row.error else ""), row.classifier_name,
-            )
-    console.print(table if rows else "no sessions yet: run `fervideo process VIDEO --subject CODE`")
+        console.print(_sessions_table(rows) if rows else "no sessions yet: run `fervideo process VIDEO --subject CODE`")
+
+
+def _sessions_table(rows) -> Table:
+    """One row per session; every stored string is shown as data (escaped), and ids, dates and numbers
+    never wrap or get cut: on a narrow terminal the free-text columns (video, status) fold instead."""
+    table = Table("id", "subject", "recorded", "video", "duration", "face %", "status", "classifier")
+    for name in ("id", "recorded", "duration", "face %"):
+        column = next(c for c in table.columns if c.header == name)
+        column.no_wrap, column.min_width = True, len("2024-01-01") if name == "recorded" else None
+    for row in rows:
+        face = f"{row.face_frames / row.sampled_frames:.0%}" if row.sampled_frames else "-"
+        status = row.status + (f" ({row.error[:40]})" if row.error else "")
+        table.add_row(
+            str(row.id), shown(row.subject.code), row.recorded_at.date().isoformat() if row.recorded_at else "-",
+            shown(Path(row.video_path).name), f"{row.duration_s:.1f} s" if row.duration_s else "-", face,
+            shown(status), shown(row.classifier_name or "-"),
+        )
+    return table
 
 
 @app.command()
@@ -121,7 +151,8 @@ def models() -> None:
 
     table = Table("name", "kind", "source", "available offline")
     for entry in list_models():
-        table.add_row(entry["name"], entry["kind"], entry["source"], str(entry.get("available") or "no"))
+        table.add_row(shown(entry["name"]), entry["kind"], shown(entry["source"]),
+                      "yes" if entry.get("path") else "no: needs one download")
     console.print(table)
 
 

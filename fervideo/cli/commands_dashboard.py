@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 
 from fervideo.cli.app import DbOption, app, console, err_console
+from fervideo.cli.arguments import shown
 from fervideo.dashboard_auth import USERS_ENV
+from fervideo.errors import NotFoundError
 
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "apps" / "dashboard" / "app.py"
 
@@ -92,9 +94,30 @@ def dashboard(
                           "server.sslCertFile/sslKeyFile) so that logins and data are encrypted.[/bold yellow]")
     login = {"none": "no login (loopback only)", "password": f"password login ({setup.users_path})",
              "oidc": "OIDC login (st.login)"}[setup.mode]
-    console.print(f"fervideo dashboard on http://{address}:{port}  ·  {login}")
+    console.print(f"fervideo dashboard on http://{shown(address)}:{port}  ·  {shown(login)}", highlight=False)
     environment = os.environ | {"FERVIDEO_DB": url, USERS_ENV: str(setup.users_path)}
-    raise typer.Exit(subprocess.call(streamlit_command(address, port), env=environment))
+    raise typer.Exit(run_server(streamlit_command(address, port), env=environment))
+
+
+STOP_GRACE_S = 10.0
+
+
+def run_server(command: list[str], env: dict[str, str]) -> int:
+    """Run the Streamlit server until it exits, or until this process is stopped (Ctrl-C, SIGTERM): then
+    stop the server too, politely first (SIGTERM, up to STOP_GRACE_S), so that no orphan keeps serving
+    clinical data on the port after `fervideo dashboard` has gone."""
+    server = subprocess.Popen(command, env=env)
+    try:
+        return server.wait()
+    except BaseException:  # KeyboardInterrupt, and SIGTERM raised as fervideo.cli.Terminated
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        raise
 
 
 @dashboard_app.command("add-user")
@@ -107,7 +130,8 @@ def add_user_command(
 
     password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     path = add_user(name, password, users)
-    console.print(f"saved login {name!r} in {path} (salted scrypt hash, file mode 600)")
+    console.print(f"saved login {shown(repr(name))} in {shown(path)} (salted scrypt hash, file mode 600)",
+                  highlight=False)
 
 
 @dashboard_app.command("remove-user")
@@ -116,6 +140,5 @@ def remove_user_command(name: str, users: UsersOption = None) -> None:
     from fervideo.dashboard_auth import remove_user
 
     if not remove_user(name, users):
-        err_console.print(f"no login {name!r}")
-        raise typer.Exit(1)
-    console.print(f"removed login {name!r}")
+        raise NotFoundError(f"no login {name!r}; nothing removed")
+    console.print(f"removed login {shown(repr(name))}", highlight=False)

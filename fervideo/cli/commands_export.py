@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from fervideo.cli.app import DbOption, app, console, err_console
+from fervideo.cli.app import CountColumn, DbOption, app, console, err_console
+from fervideo.cli.arguments import output_folder, shown
 
 
 class ExportFormat(StrEnum):
@@ -26,7 +27,7 @@ def export(
     subject: Annotated[str | None, typer.Option("--subject", help="Every finished session of this subject code.")] = None,
     all_sessions: Annotated[bool, typer.Option("--all", help="Every finished session in the database.")] = False,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv/parquet: cohort table + per-frame tables; json: summary per session (schema v1); html/pdf: report per session.")] = ExportFormat.csv,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing); nothing is written outside it.")] = Path("."),
+    out: Annotated[Path, typer.Option("--out", "-o", callback=output_folder, help="Output folder (created if missing); nothing is written outside it.")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
     frames: Annotated[bool, typer.Option("--frames/--no-frames", help="With csv/parquet/json, also write each session's per-frame table.")] = True,
     db: DbOption = None,
@@ -37,7 +38,7 @@ def export(
 
     factory = open_database(db)
     session_ids = select_session_ids(factory, session_id=session, subject=subject, all_sessions=all_sessions)
-    with Progress(TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    with Progress(TextColumn("exporting"), BarColumn(), CountColumn("reading"), TimeRemainingColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("export", total=None)
         written = export_sessions(
@@ -45,4 +46,4 @@ def export(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(f"wrote {len(written)} file{'s' if len(written) != 1 else ''} for {len(session_ids)} "
-                  f"session{'s' if len(session_ids) != 1 else ''} to {out.resolve()}", highlight=False)
+                  f"session{'s' if len(session_ids) != 1 else ''} to {shown(out.resolve())}", highlight=False)

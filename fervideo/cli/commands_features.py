@@ -9,6 +9,7 @@ from rich.progress import track
 from rich.table import Table
 
 from fervideo.cli.app import DbOption, app, console, err_console, resolve_sessions
+from fervideo.cli.arguments import shown
 
 
 @app.command()
@@ -27,12 +28,17 @@ def features(
         table = Table("feature", "value", "meaning", title=f"session {session} features", title_justify="left")
         for name, value in row.values.items():
             definition = feature_definition(name)
-            table.add_row(name, "-" if value is None else f"{value:.4g}", definition.definition if definition else "")
+            table.add_row(name, "-" if value is None else f"{value:.4g}", shown(definition.definition) if definition else "")
         console.print(table)
-        status = "reliable" if row.reliable else "[yellow]unreliable[/yellow]: " + "; ".join(row.reliability_notes)
+        status = "reliable" if row.reliable else "[yellow]unreliable[/yellow]: " + shown("; ".join(row.reliability_notes))
         console.print(f"session {session}: {status}")
         return
-    unreliable = 0
+    unreliable: list[str] = []
     for session_id in track(ids, description="features", console=err_console, transient=True):
-        unreliable += not store_session_features(factory, session_id, recompute=recompute).reliable
-    console.print(f"features stored for {len(ids)} session(s); {unreliable} unreliable")
+        row = store_session_features(factory, session_id, recompute=recompute)
+        if not row.reliable:
+            unreliable.append(f"session {session_id}: {'; '.join(row.reliability_notes)}")
+    console.print(f"features stored for {len(ids)} session(s); {len(unreliable)} unreliable"
+                  + (":" if unreliable else ""), highlight=False)
+    for line in unreliable:  # which ones and why: a cohort analysis must not take them at face value
+        console.print(f"  [yellow]{shown(line)}[/yellow]", highlight=False)

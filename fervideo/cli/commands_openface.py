@@ -10,14 +10,17 @@ import typer
 from rich.progress import track
 
 from fervideo.cli.app import DbOption, ItemErrors, app, console, err_console
+from fervideo.cli.arguments import existing_path, shown, validated_subject
+from fervideo.cli.arguments import recorded_at as parse_recorded_at
 
 
 @app.command("import-openface")
 def import_openface(
-    path: Annotated[Path, typer.Argument(help="An OpenFace FeatureExtraction CSV, or a directory of them.")],
-    subject: Annotated[str, typer.Option("--subject", "-s", help="Pseudonymous subject code (never a name).")],
+    path: Annotated[Path, typer.Argument(callback=existing_path, help="An OpenFace FeatureExtraction CSV, or a directory of them.")],
+    subject: Annotated[str, typer.Option("--subject", "-s", callback=validated_subject, help="Pseudonymous subject code (never a name).")],
     session_label: Annotated[str | None, typer.Option(help="A label kept with the session (e.g. 'baseline').")] = None,
-    recorded_at: Annotated[dt.datetime | None, typer.Option(help="When the session was recorded.")] = None,
+    recorded_at: Annotated[dt.datetime | None, typer.Option(
+        parser=parse_recorded_at, metavar="DATE", help="When the session was recorded (ISO date or date-time).")] = None,
     db: DbOption = None,
 ) -> None:
     """Import OpenFace CSVs: emotion distributions from AU prototype rules ("OpenFace AU rules")."""
@@ -31,9 +34,9 @@ def import_openface(
         with errors.guard():
             result = import_openface_csv(factory, file, subject, session_label, recorded_at)
             if result.skipped:
-                console.print(f"{file.name}: already imported as session {result.session_id}")
+                console.print(f"{shown(file.name)}: already imported as session {result.session_id}", highlight=False)
             else:
-                console.print(f"{file.name}: session {result.session_id}, {result.frames} frames, "
-                              f"face in {result.face_frames / max(result.frames, 1):.0%}")
+                console.print(f"{shown(file.name)}: session {result.session_id}, {result.frames} frames, "
+                              f"face in {result.face_frames / max(result.frames, 1):.0%}", highlight=False)
     if errors.count:
         raise typer.Exit(code=1)

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from fervideo.cli.app import app, console
+from fervideo.cli.arguments import device_option, existing_file, positive_int, shown
 from fervideo.errors import InvalidArgumentError
 
 train_app = typer.Typer(help="Train, evaluate and export the emotion classifier.", no_args_is_help=True)
@@ -23,7 +24,7 @@ def _verbose_training_logs() -> None:
 
 @train_app.command("classifier")
 def train_classifier(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Recipe YAML (see training/recipes/).")],
+    config: Annotated[Path, typer.Option("--config", "-c", callback=existing_file, help="Recipe YAML (see training/recipes/).")],
     output_dir: Annotated[Path | None, typer.Option(help="Override the recipe's output_dir.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in output_dir.")] = False,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda[:N] (overrides the recipe).")] = None,
@@ -36,14 +37,15 @@ def train_classifier(
     overrides = {"output_dir": str(output_dir)} if output_dir else None
     recipe = load_recipe(config, overrides)
     result = train_recipe(recipe, resume=resume, device=device)
-    table = Table(title=f"recipe {recipe.name}", title_justify="left")
+    table = Table(title=f"recipe {shown(recipe.name)}", title_justify="left")
     for column in ("stage", "init", "best epoch", "best"):
         table.add_column(column)
     for stage in result.stages:
         best = "" if stage["best"] is None else f"{stage['best']:.4f}"
-        table.add_row(stage["stage"], stage["init"], str(stage["best_epoch"]), best)
+        table.add_row(shown(stage["stage"]), shown(stage["init"]), str(stage["best_epoch"]), best)
     console.print(table)
-    console.print(f"model: [bold]{result.artifact}[/bold]  (use with `fervideo process --model {result.artifact}`)")
+    artifact = shown(result.artifact)
+    console.print(f"model: [bold]{artifact}[/bold]  (use with `fervideo process --model {artifact}`)", highlight=False)
 
 
 def parse_data(specs: list[str], split: str) -> list:
@@ -64,7 +66,8 @@ def parse_data(specs: list[str], split: str) -> list:
 @train_app.command("evaluate")
 def evaluate(
     model: Annotated[
-        Path, typer.Option("--model", "-m", help="Trained .safetensors (with its .json sidecar) or seed .pth.")
+        Path, typer.Option("--model", "-m", callback=existing_file,
+                           help="Trained .safetensors (with its .json sidecar) or seed .pth.")
     ],
     data: Annotated[
         list[str],
@@ -78,21 +81,23 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for the report, confusion matrix and predictions.")] = Path(
         "evaluation"
     ),
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    device: Annotated[str, typer.Option(callback=device_option, help="cpu or cuda[:N].")] = "cpu",
+    batch_size: Annotated[int, typer.Option(callback=positive_int, help="Images per batch.")] = 64,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion-matrix PNG and predictions CSV."""
     from training.evaluate import evaluate_checkpoint
 
     _verbose_training_logs()
     metrics = evaluate_checkpoint(model, parse_data(data, split), out, device=device, batch_size=batch_size)
-    console.print((out / "classification_report.txt").read_text())
-    console.print(f"accuracy {metrics['accuracy']:.4f}; report, confusion_matrix.png and predictions.csv in {out}")
+    console.print((out / "classification_report.txt").read_text(), markup=False, highlight=False)
+    console.print(f"accuracy {metrics['accuracy']:.4f}; report, confusion_matrix.png and predictions.csv in "
+                  f"{shown(out)}", highlight=False)
 
 
 @train_app.command("export")
 def export(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Trained .safetensors (with its .json sidecar).")],
+    model: Annotated[Path, typer.Option("--model", "-m", callback=existing_file,
+                                        help="Trained .safetensors (with its .json sidecar).")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("export"),
     formats: Annotated[str, typer.Option("--formats", help="Comma-separated: torchscript, onnx.")] = "torchscript,onnx",
 ) -> None:
@@ -104,9 +109,9 @@ def export(
         raise InvalidArgumentError(f"--formats {formats!r}: choose from torchscript, onnx")
     result = export_model(model, out, chosen)
     if result.torchscript:
-        console.print(f"TorchScript: {result.torchscript}")
+        console.print(f"TorchScript: {shown(result.torchscript)}", highlight=False)
     if result.onnx:
         console.print(
-            f"ONNX: {result.onnx}  (ONNX Runtime vs PyTorch: max logit diff {result.max_logit_diff:.1e}, "
+            f"ONNX: {shown(result.onnx)}  (ONNX Runtime vs PyTorch: max logit diff {result.max_logit_diff:.1e}, "
             f"tolerance {LOGIT_ATOL:.0e})"
         )
