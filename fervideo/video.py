@@ -295,6 +295,11 @@ class VideoStream:
             notes.append(f"decode_incomplete: {self.frames_decoded} of {self.frames_planned} planned frames decoded")
         return notes
 
+    def decode_record(self) -> dict:
+        """The session columns that say what decoding planned and got (store.VideoSession)."""
+        return {"frames_planned": self.frames_planned, "frames_decoded": self.frames_decoded,
+                "warnings": self.warnings}
+
     def __iter__(self) -> Iterator[FrameChunk]:
         chunks = self._sequential_chunks() if self.salvaged else self._indexed_chunks()
         self.frames_decoded, self.finished = 0, False

@@ -87,6 +87,11 @@ class VideoSession(Base):
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     sampled_frames: Mapped[int | None] = mapped_column(Integer)
     face_frames: Mapped[int | None] = mapped_column(Integer)
+    # What decoding planned vs got (a truncated or corrupt file decodes fewer), and what the user must
+    # know about it, e.g. "decode_incomplete: 45 of 50 planned frames decoded". NULL before schema 0004.
+    frames_planned: Mapped[int | None] = mapped_column(Integer)
+    frames_decoded: Mapped[int | None] = mapped_column(Integer)
+    warnings: Mapped[list | None] = mapped_column(JSON, default=list)
     # Provenance: enough to reproduce the result.
     package_version: Mapped[str] = mapped_column(String(32))
     classifier_name: Mapped[str] = mapped_column(String(128))
