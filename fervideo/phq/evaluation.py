@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from fervideo.errors import InvalidArgumentError
-from fervideo.phq.bands import CUTOFF, DEFAULT_COVERAGE, INSTRUMENT_MAX, MODELS
+from fervideo.phq.bands import CUTOFF, INSTRUMENT_MAX, MODELS
 from fervideo.phq.dataset import Dataset
 
 log = logging.getLogger(__name__)
@@ -85,14 +84,19 @@ def pearson(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def f1_at_cutoff(y: np.ndarray, p: np.ndarray, cutoff: float = CUTOFF) -> float:
-    truth, guess = y >= cutoff, p >= cutoff
+    """F1 of screening at PHQ >= cutoff, the estimate rounded half up as severity bands are (`round_score`)."""
+    truth, guess = np.floor(y + 0.5) >= cutoff, np.floor(p + 0.5) >= cutoff
     tp = np.sum(truth & guess)
     denominator = 2 * tp + np.sum(truth & ~guess) + np.sum(~truth & guess)
     return float(2 * tp / denominator) if denominator else float("nan")
 
 
+def mean_absolute_error(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(np.abs(y - p)))
+
+
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "mae": lambda y, p: float(np.mean(np.abs(y - p))),
+    "mae": mean_absolute_error,
     "rmse": lambda y, p: float(np.sqrt(np.mean((y - p) ** 2))),
     "ccc": ccc,
     "pearson_r": pearson,
@@ -100,65 +104,90 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
-def metric_report(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000,
-                  seed: int = 0) -> dict[str, dict[str, float]]:
-    """Each metric with a 95% percentile interval from a subject-clustered bootstrap."""
+def _subject_resamples(groups: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """Session indices of `n_boot` bootstrap resamples of subjects (a subject's sessions move together)."""
     rng = np.random.default_rng(seed)
     subjects = np.unique(groups)
     members = {s: np.flatnonzero(groups == s) for s in subjects}
-    samples = {name: [] for name in METRICS}
     for _ in range(n_boot):
-        index = np.concatenate([members[s] for s in rng.choice(subjects, size=len(subjects), replace=True)])
+        yield np.concatenate([members[s] for s in rng.choice(subjects, size=len(subjects), replace=True)])
+
+
+def _percentile_interval(value: float, samples: list[float], n_boot: int) -> dict[str, float | int]:
+    """The value, its 95% percentile interval, and how many resamples were dropped (metric undefined there)."""
+    values = np.array(samples, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low, high = np.percentile(finite, [2.5, 97.5]) if len(finite) else (np.nan, np.nan)
+    return {"value": value, "ci_low": float(low), "ci_high": float(high), "n_boot": n_boot,
+            "n_dropped": int(n_boot - len(finite))}
+
+
+def metric_report(y: np.ndarray, p: np.ndarray, groups: np.ndarray, n_boot: int = 1000,
+                  seed: int = 0) -> dict[str, dict[str, float]]:
+    """Each metric with a 95% percentile interval from a subject-clustered bootstrap, and the number of
+    resamples dropped because the metric was undefined on them (e.g. F1 with no one above the cutoff)."""
+    samples = {name: [] for name in METRICS}
+    for index in _subject_resamples(groups, n_boot, seed):
         for name, fn in METRICS.items():
             samples[name].append(fn(y[index], p[index]))
-    report = {}
-    for name, fn in METRICS.items():
-        values = np.array(samples[name], dtype=np.float64)
-        values = values[np.isfinite(values)]
-        low, high = (np.percentile(values, [2.5, 97.5]) if len(values) else (np.nan, np.nan))
-        report[name] = {"value": fn(y, p), "ci_low": float(low), "ci_high": float(high)}
-    return report
+    return {name: _percentile_interval(fn(y, p), samples[name], n_boot) for name, fn in METRICS.items()}
 
 
-def conformal_halfwidth(residuals: np.ndarray, coverage: float = DEFAULT_COVERAGE) -> float:
-    """Split-conformal quantile of |residual|: the ceil((n+1) * coverage)-th smallest (inf if too few)."""
-    scores = np.sort(np.abs(residuals))
-    rank = math.ceil((len(scores) + 1) * coverage)
-    return float(scores[rank - 1]) if 0 < rank <= len(scores) else float("inf")
+def compare_to_baseline(y: np.ndarray, p: np.ndarray, baseline: np.ndarray, groups: np.ndarray,
+                        n_boot: int = 1000, seed: int = 1) -> dict:
+    """MAE(model) - MAE(mean predictor) with a paired subject-level bootstrap interval. The head beats the
+    baseline only when the whole 95% interval lies below 0; anything else is reported as not beating it."""
+    samples = [mean_absolute_error(y[i], p[i]) - mean_absolute_error(y[i], baseline[i])
+               for i in _subject_resamples(groups, n_boot, seed)]
+    difference = _percentile_interval(mean_absolute_error(y, p) - mean_absolute_error(y, baseline), samples, n_boot)
+    return {"mae_difference": difference, "beats_baseline": bool(difference["ci_high"] < 0),
+            "rule": "beats the mean predictor when the 95% subject-bootstrap interval of MAE(model) - "
+                    "MAE(mean) lies below 0"}
 
 
 @dataclass
 class Evaluation:
     cv: str
-    predictions: np.ndarray  # out-of-fold, per session
+    predictions: np.ndarray  # out-of-fold, per session (NaN where no fold scored it: split training part)
     baseline: np.ndarray  # training-fold mean, per session
     model_metrics: dict
     baseline_metrics: dict
     n_subjects: int
     n_sessions: int
     n_folds: int
+    fold: np.ndarray  # per session, the fold whose model never saw its subject (-1: none)
+    fold_models: list  # fitted pipelines, one per fold
+    comparison: dict  # compare_to_baseline()
+
+    @property
+    def beats_baseline(self) -> bool:
+        return bool(self.comparison["beats_baseline"])
 
     def as_json(self) -> dict:
         return {"cv": self.cv, "model": self.model_metrics, "mean_baseline": self.baseline_metrics,
+                "baseline_comparison": self.comparison,
                 "n_subjects": self.n_subjects, "n_sessions": self.n_sessions, "n_folds": self.n_folds,
                 "unit": "session (bootstrap resamples subjects)"}
 
 
 def cross_validate(data: Dataset, model: str = "ridge", cv: str = "subject-kfold", n_splits: int = 5,
                    held_out: set[str] | None = None, alpha: float = 10.0, n_boot: int = 1000) -> Evaluation:
-    """Out-of-fold predictions of the model and of the mean predictor, with metrics and bootstrap CIs."""
+    """Out-of-fold predictions of the model and of the mean predictor, with metrics and bootstrap CIs, the
+    head's standing against the mean predictor, and the fold models (CV+ needs them at prediction time)."""
     predictions = np.full(len(data.y), np.nan)
     baseline = np.full(len(data.y), np.nan)
-    n_folds = 0
-    for train, test in subject_folds(data.groups, cv, n_splits, held_out):
+    fold = np.full(len(data.y), -1, dtype=np.int64)
+    fold_models = []
+    for k, (train, test) in enumerate(subject_folds(data.groups, cv, n_splits, held_out)):
         fitted = make_pipeline(model, alpha).fit(data.X[train], data.y[train])
         predictions[test] = fitted.predict(data.X[test])
         baseline[test] = data.y[train].mean()
-        n_folds += 1
+        fold[test] = k
+        fold_models.append(fitted)
     scored = np.isfinite(predictions)
     y, groups = data.y[scored], data.groups[scored]
-    top = INSTRUMENT_MAX[data.instrument]
-    clipped = np.clip(predictions[scored], 0, top)
+    clipped = np.clip(predictions[scored], 0, INSTRUMENT_MAX[data.instrument])
     return Evaluation(cv, predictions, baseline, metric_report(y, clipped, groups, n_boot),
                       metric_report(y, baseline[scored], groups, n_boot), len(set(groups)), int(scored.sum()),
-                      n_folds)
+                      len(fold_models), fold, fold_models,
+                      compare_to_baseline(y, clipped, baseline[scored], groups, n_boot))
