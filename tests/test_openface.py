@@ -35,7 +35,8 @@ HEADER = (["frame", "face_id", "timestamp", "confidence", "success"]
           + [f"pose_{c}" for c in ("Tx", "Ty", "Tz", "Rx", "Ry", "Rz")]
           + [f"{au}_r" for au in INTENSITY] + [f"{au}_c" for au in PRESENCE])
 # Segments of (number of frames, active AUs, success): happy, neutral, lost face, sad.
-SCRIPT = [(40, ("AU06", "AU12"), 1), (30, (), 1), (10, ("AU06", "AU12"), 0), (40, ("AU01", "AU04", "AU15"), 1)]
+# 16 s at 30 fps: enough face (14.7 s) for the 10 s reliability floor.
+SCRIPT = [(160, ("AU06", "AU12"), 1), (120, (), 1), (40, ("AU06", "AU12"), 0), (160, ("AU01", "AU04", "AU15"), 1)]
 
 
 def openface_csv(path: Path, script=SCRIPT, seed: int = 0) -> Path:
@@ -60,8 +61,9 @@ def openface_csv(path: Path, script=SCRIPT, seed: int = 0) -> Path:
 
 
 def test_prototype_rules_pick_each_emotion():
-    for emotion, aus in EMOTION_RULES.items():
-        row = {f"{au}_r": 3.0 for au in aus} | {f"{au}_c": 1.0 for au in aus}
+    for emotion, aus in EMOTION_RULES.items():  # every AU column present, as in an OpenFace 2.x CSV
+        row = {f"{au}_r": 3.0 if au in aus else 0.0 for au in INTENSITY}
+        row |= {f"{au}_c": 1.0 if au in aus else 0.0 for au in PRESENCE}
         probs = au_emotion_probabilities(pd.DataFrame([row]))[0]
         assert CANONICAL_LABELS[int(np.argmax(probs))] == emotion, emotion
         assert probs.sum() == pytest.approx(1.0)
@@ -74,7 +76,7 @@ def test_import_real_format_csv(db_url, tmp_path):
     path = openface_csv(tmp_path / "p300.csv")
     assert path.read_text().startswith("frame, face_id, timestamp, confidence, success, gaze_0_x")
     result = import_openface_csv(factory, path, "300", session_label="baseline")
-    assert result.frames == 120 and result.face_frames == 110 and not result.skipped
+    assert result.frames == 480 and result.face_frames == 440 and not result.skipped
     with factory() as db:
         session = db.get(VideoSession, result.session_id)
         assert (session.source, session.classifier_name, session.classifier_sha256) == (
@@ -84,15 +86,15 @@ def test_import_real_format_csv(db_url, tmp_path):
         frames = frame_table(db, result.session_id)
         features = db.get(SessionFeatures, result.session_id)
     dominant = frames[list(CANONICAL_LABELS)].fillna(-1).idxmax(axis=1)
-    assert (dominant[:40] == "happiness").all() and (dominant[40:70] == "neutral").all()
-    assert (dominant[80:] == "sadness").all()
-    assert not frames["face_found"][70:80].any() and frames["happiness"][70:80].isna().all()  # success = 0
+    assert (dominant[:160] == "happiness").all() and (dominant[160:280] == "neutral").all()
+    assert (dominant[320:] == "sadness").all()
+    assert not frames["face_found"][280:320].any() and frames["happiness"][280:320].isna().all()  # success = 0
     values = features.values
-    assert values["face_frames"] == 110 and features.reliable
-    assert values["au_AU12_intensity"] == pytest.approx(3.0 * 40 / 110)
-    assert values["au_AU04_presence"] == pytest.approx(40 / 110)
+    assert values["face_frames"] == 440 and features.reliable
+    assert values["au_AU12_intensity"] == pytest.approx(3.0 * 160 / 440)
+    assert values["au_AU04_presence"] == pytest.approx(160 / 440)
     assert values["au_low_confidence_rate"] == 0.0 and values["au_pose_Rx_sd"] > 0
-    assert values["longest_gap_s"] == pytest.approx(10 / 30, abs=1e-3)
+    assert values["longest_gap_s"] == pytest.approx(40 / 30, abs=1e-3)
     assert all(name in FEATURE_DEFINITIONS for name in values)
     again = import_openface_csv(factory, path, "300")
     assert again.skipped and again.session_id == result.session_id

@@ -21,6 +21,9 @@ def import_openface(
     session_label: Annotated[str | None, typer.Option(help="A label kept with the session (e.g. 'baseline').")] = None,
     recorded_at: Annotated[dt.datetime | None, typer.Option(
         parser=parse_recorded_at, metavar="DATE", help="When the session was recorded (ISO date or date-time).")] = None,
+    min_confidence: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Faces tracked with a lower OpenFace confidence are left out of the features "
+        "and counted (recorded with the session).")] = 0.75,
     db: DbOption = None,
 ) -> None:
     """Import OpenFace CSVs: emotion distributions from AU prototype rules ("OpenFace AU rules")."""
@@ -32,11 +35,12 @@ def import_openface(
     errors = ItemErrors(len(files))
     for file in track(files, description="importing", console=err_console, transient=True, disable=len(files) < 2):
         with errors.guard():
-            result = import_openface_csv(factory, file, subject, session_label, recorded_at)
+            result = import_openface_csv(factory, file, subject, session_label, recorded_at, min_confidence)
             if result.skipped:
                 console.print(f"{shown(file.name)}: already imported as session {result.session_id}", highlight=False)
             else:
                 console.print(f"{shown(file.name)}: session {result.session_id}, {result.frames} frames, "
-                              f"face in {result.face_frames / max(result.frames, 1):.0%}", highlight=False)
+                              f"face in {result.face_frames / max(result.frames, 1):.0%}, "
+                              f"{result.low_confidence_frames} below --min-confidence left out", highlight=False)
     if errors.count:
         raise typer.Exit(code=1)
