@@ -124,7 +124,8 @@ def test_label_cli_lists_bad_rows(db_url, tmp_path):
     path = write(tmp_path, "bad.csv", "subject,instrument,total\nA,PHQ-8,30\nB,PHQ-9,-1\n")
     result = CliRunner().invoke(app, ["phq", "labels", "import", str(path), "--db", db_url])
     assert result.exit_code != 0
-    assert "line 2" in result.output and "line 3" in result.output and "nothing imported" in result.output
+    assert "line 2" in result.output and "line 3" in result.output  # the rows; then one error line:
+    assert isinstance(result.exception, LabelFileError) and "nothing imported" in str(result.exception)
 
 
 # ------------------------------------------------------------------------------------------ the head

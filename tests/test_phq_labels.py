@@ -5,6 +5,7 @@ Issue 9 items 8, 9, 11, 12 and issue 12 items 8 (labels) and 12."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,9 +14,9 @@ from phq_cohort import add_session, feature_names, make_cohort
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from fervideo.cli import app
-from fervideo.errors import DataFileError, InvalidArgumentError
-from fervideo.phq import build_dataset, read_split_file
+from fervideo.cli import app, main
+from fervideo.errors import DataFileError, InvalidArgumentError, LabelFileError
+from fervideo.phq import build_dataset, import_labels, read_split_file
 from fervideo.phq.matching import (
     OUTSIDE_WINDOW,
     PHQ9_WITHOUT_ITEMS,
@@ -236,3 +237,122 @@ def test_cli_train_refuses_unmatched_split_ids(db_url, tmp_path):
     trained = CliRunner().invoke(app, [*args, "--ignore-unmatched", "--label-window-days", "7"])
     assert trained.exit_code == 0, trained.output
     assert "2 subjects" in trained.output  # the two matched held-out subjects
+
+
+# ----------------------------------------------------- 12.12, 12.8, 9.12: what a label import refuses
+def _import_cli(db_url: str, path: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """Run `fervideo phq labels import` through the console entry point: (exit code, stdout + stderr)."""
+    monkeypatch.setattr(sys, "argv", ["fervideo", "phq", "labels", "import", str(path), "--db", db_url])
+    with pytest.raises(SystemExit) as done:
+        main()
+    captured = capsys.readouterr()
+    return done.value.code, captured.out + captured.err
+
+
+def test_conflicting_duplicates_in_the_file_are_refused(factory, tmp_path):
+    text = ("subject,instrument,total,administered_at\n"
+            "A,PHQ-8,5,2024-03-01\n"
+            "A,PHQ-8,17,2024-03-01T18:00\n"  # same day, same instrument, another total
+            "A,PHQ-8,5,2024-03-01\n"  # an exact repeat: imported once
+            "A,PHQ-9,17,2024-03-01\n"  # another instrument: not a conflict
+            "B,PHQ-8,4,\nB,PHQ-8,9,\n")  # undated subject-level: one questionnaire, two totals
+    with pytest.raises(LabelFileError) as caught:
+        import_labels(factory, write(tmp_path, "dup.csv", text))
+    assert caught.value.problems == [
+        "line 3: conflicts with line 2 (subject 'A', same session, date and PHQ-8, total 17 vs 5)",
+        "line 7: conflicts with line 6 (subject 'B', same session, date and PHQ-8, total 9 vs 4)"]
+    assert count_labels(factory) == 0
+    ok = import_labels(factory, write(tmp_path, "ok.csv", "\n".join(text.splitlines()[:2] + text.splitlines()[3:5])))
+    assert (ok.imported, ok.duplicate_rows, ok.rows) == (2, 1, 3)
+
+
+def test_conflicts_with_stored_labels_are_refused(factory, tmp_path):
+    import_labels(factory, write(tmp_path, "first.csv", "Participant_ID,PHQ8_Score\n303,5\n304,9\n"))
+    again = import_labels(factory, write(tmp_path, "again.csv", "Participant_ID,PHQ8_Score\n303,5\n"))
+    assert (again.imported, again.already_present) == (0, 1)
+    with pytest.raises(LabelFileError, match=r"line 3: conflicts with a stored PHQ-8 label of subject '304' "
+                                             r"\(total 17 vs 9, from 'first.csv'\)"):
+        import_labels(factory, write(tmp_path, "later.csv", "Participant_ID,PHQ8_Score\n305,1\n304,17\n"))
+    assert count_labels(factory) == 2
+
+
+def test_daic_ids_stay_text(factory, tmp_path):
+    import_labels(factory, write(tmp_path, "d.csv", "Participant_ID,PHQ8_Score\n007,5\n7,6\n"))
+    with factory() as db:
+        assert sorted(db.scalars(select(Subject.code))) == ["007", "7"]
+
+
+@pytest.mark.parametrize("code, reason", [
+    ("", "empty"), (".", "names a folder"), ("..", "names a folder"), ("a\x1b[31mred", "U+001B"),
+    ("rtl\u202eevil", "U+202E"), ("x" * 129, "longer than 128")])
+def test_bad_subject_codes_are_bad_rows(factory, tmp_path, code, reason):
+    path = tmp_path / "codes.csv"
+    path.write_text(f"subject,instrument,total\nfine,PHQ-8,3\n\"{code}\",PHQ-8,4\n", encoding="utf-8")
+    with pytest.raises(LabelFileError) as caught:
+        import_labels(factory, path)
+    (problem,) = caught.value.problems
+    assert problem.startswith("line 3: ") and reason in problem and "\x1b" not in problem and "\u202e" not in problem
+    assert count_labels(factory) == 0
+
+
+def test_markup_in_codes_is_printed_verbatim(db_url, tmp_path, monkeypatch, capsys):
+    path = write(tmp_path, "m.csv",
+                 "subject,instrument,total\n[bold red]PWN[/bold red],PHQ-8,3\nclose[/x]tag,PHQ-8,99\n")
+    code, output = _import_cli(db_url, path, monkeypatch, capsys)
+    assert code == 2 and "line 3: total 99 outside PHQ-8's range 0-24" in output
+    fine = write(tmp_path, "fine.csv", "subject,instrument,total\n[bold red]PWN[/bold red],PHQ-8,3\n")
+    assert _import_cli(db_url, fine, monkeypatch, capsys)[0] == 0
+    with open_database(db_url)() as db:
+        assert db.scalar(select(Subject.code)) == "[bold red]PWN[/bold red]"
+
+
+def test_a_large_bad_file_prints_fifty_rows_and_a_count(db_url, tmp_path, monkeypatch, capsys):
+    rows = "".join(f"S{k},PHQ-8,{30 + k % 5}\n" for k in range(5000))
+    code, output = _import_cli(db_url, write(tmp_path, "big.csv", "subject,instrument,total\n" + rows),
+                               monkeypatch, capsys)
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 52, lines[-3:]
+    assert lines[0].strip().startswith("line 2:") and lines[49].strip().startswith("line 51:")
+    assert lines[50].strip() == "... and 4950 more bad row(s)"
+    assert "5000 bad row(s), nothing imported (the first 50 listed above)" in lines[51]
+
+
+@pytest.mark.parametrize("separator, name", [(";", "semicolon"), ("\t", "tab")])
+def test_semicolon_or_tab_files_get_a_separator_hint(factory, tmp_path, separator, name):
+    text = separator.join(["subject", "instrument", "total"]) + "\n" + separator.join(["A", "PHQ-8", "3"]) + "\n"
+    with pytest.raises(DataFileError, match=f"looks {name}-separated: save the file with commas"):
+        import_labels(factory, write(tmp_path, "semi.csv", text))
+
+
+def test_unknown_columns_are_warned_about(db_url, factory, tmp_path, monkeypatch, capsys):
+    path = write(tmp_path, "w.csv", "subject,instrument,total,Totl,notes\nA,PHQ-8,3,4,x\n")
+    assert import_labels(factory, path).warnings == ["unknown column(s) ignored: 'Totl', 'notes'"]
+    code, output = _import_cli(db_url, path, monkeypatch, capsys)
+    assert code == 0 and "warning: unknown column(s) ignored: 'Totl', 'notes'" in output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty file"),
+    ("subject,instrument,total\n", "no label rows"),
+    ("subject,instrument,total,total\nA,PHQ-8,3,3\n", "column 'total' appears more than once"),
+    ("subject,instrument,total\nA,PHQ-8,3,extra\n", "line 2: 4 fields, the header has 3"),
+    ("subject,instrument,total,administered_at\nA,PHQ-8,3,2999-01-01\n", "line 2: administered_at 2999-01-01 is in"),
+    ("subject,instrument,total\nA,PHQ-8,nan\n", "line 2: total 'nan' is not a whole number"),
+])
+def test_malformed_label_files(factory, tmp_path, text, message):
+    with pytest.raises(DataFileError, match=message.replace("(", r"\(")):
+        import_labels(factory, write(tmp_path, "m.csv", text))
+    assert count_labels(factory) == 0
+
+
+def test_unreadable_label_files(factory, tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("subject,instrument,total\nJosé,PHQ-8,3\n".encode("latin-1"))
+    with pytest.raises(DataFileError, match="not UTF-8 text"):
+        import_labels(factory, latin)
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"subject,instrument,total\n\x00\x00,PHQ-8,3\n")
+    with pytest.raises(DataFileError, match="NUL bytes"):
+        import_labels(factory, binary)
+    with pytest.raises(DataFileError, match="cannot read"):
+        import_labels(factory, tmp_path)

@@ -23,19 +23,29 @@ def labels_import(
     file: Annotated[Path, typer.Argument(help="Generic PHQ CSV or a DAIC-WOZ split file.")],
     db: DbOption = None,
 ) -> None:
-    """Import PHQ scores; a file with any bad row imports nothing and lists every bad row."""
-    from fervideo.phq import import_labels
+    """Import PHQ scores. A file with any bad row imports nothing: the first 50 bad rows are listed with their
+    line numbers, the rest counted, and the command fails (exit code 2)."""
+    from fervideo.phq.labels import MAX_SHOWN_PROBLEMS, import_labels
     from fervideo.store import open_database
 
     try:
         result = import_labels(open_database(db), file)
     except LabelFileError as error:
-        err_console.print(f"[red]error:[/red] {file}: {len(error.problems)} bad row(s); nothing imported")
-        for problem in error.problems:
-            err_console.print(f"  {problem}", highlight=False)
-        raise typer.Exit(code=error.exit_code) from None
+        for warning in getattr(error, "warnings", []):
+            err_console.print(f"warning: {warning}", markup=False, highlight=False)
+        for problem in error.problems[:MAX_SHOWN_PROBLEMS]:
+            err_console.print(f"  {problem}", markup=False, highlight=False)
+        hidden = len(error.problems) - MAX_SHOWN_PROBLEMS
+        if hidden > 0:
+            err_console.print(f"  ... and {hidden} more bad row(s)", highlight=False)
+        listed = "listed above" if hidden <= 0 else f"the first {MAX_SHOWN_PROBLEMS} listed above"
+        raise LabelFileError(f"{file}: {len(error.problems)} bad row(s), nothing imported ({listed})",
+                             error.problems) from None
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
+    repeated = f", {result.duplicate_rows} repeated row(s) imported once" if result.duplicate_rows else ""
     console.print(f"{file.name} ({result.file_format}): {result.imported} label(s) imported, "
-                  f"{result.already_present} already present")
+                  f"{result.already_present} already present{repeated}", markup=False, highlight=False)
 
 
 def _print_label_use(training: dict, instrument: str) -> None:

@@ -29,6 +29,9 @@ from sqlalchemy import select
 
 from fervideo.errors import InvalidArgumentError
 
+__all__ = ["DEFAULT_LABEL_WINDOW_DAYS", "NO_MATCH_REASONS", "LabelMatch", "label_total", "labels_by_subject",
+           "match_label", "recorded_labels"]
+
 DEFAULT_LABEL_WINDOW_DAYS = 14
 
 # Why no label belongs to a session (the keys of Dataset.skipped and of `phq train`'s report).

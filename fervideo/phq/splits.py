@@ -16,6 +16,8 @@ from pathlib import Path
 
 from fervideo.errors import DataFileError
 
+__all__ = ["SplitList", "held_out_subjects", "read_split", "read_split_file"]
+
 log = logging.getLogger(__name__)
 
 SHOWN_IDS = 20  # unmatched ids named in the message; the rest are counted
