@@ -214,7 +214,11 @@ def import_file_heads(db_factory, home: Path | None = None) -> list[str]:
             if row is not None and row.sha256 and _file_sha256(path) != row.sha256:
                 log.warning("PHQ head %s: files changed since training; not imported", path.name)
                 continue
-            config, params = read_head_files(path)
+            try:
+                config, params = read_head_files(path)
+            except DataFileError as error:  # one damaged folder must not stop the upgrade
+                log.warning("%s; not imported", error)
+                continue
             if config.get("name") != path.name:
                 log.warning("PHQ head folder %s holds head %r; not imported", path, config.get("name"))
                 continue
