@@ -33,6 +33,7 @@ from fervideo.errors import DatabaseError, InvalidArgumentError
 from fervideo.faces import FaceAnalyzer, FaceBatch
 from fervideo.features import store_session_features
 from fervideo.labels import CANONICAL_LABELS
+from fervideo.runtime import apply_thread_policy
 from fervideo.store import (
     FRAME_QUALITY_COLUMNS,
     FRAME_TABLE_COLUMNS,
@@ -165,6 +166,8 @@ class SessionProcessor:
         landmarks: str = "retinaface",
         classifier: EmotionClassifier | None = None,
         face_analyzer: FaceAnalyzer | None = None,
+        backend: str | None = None,
+        threads: int | None = None,
     ) -> None:
         if sample_fps < 0:
             raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
@@ -173,8 +176,14 @@ class SessionProcessor:
         self.sample_fps = float(sample_fps)
         self.chunk_size = chunk_size
         self.db = open_database(db_url)
-        self.classifier = classifier or load_classifier(model, device=device, batch_size=batch_size)
-        self.faces = face_analyzer or FaceAnalyzer(device=str(self.classifier.device), landmarks=landmarks)
+        # backend (auto/torch/onnx) and threads (0 = all cores): fervideo.runtime, docs/speed.md.
+        apply_thread_policy(threads)
+        self.classifier = classifier or load_classifier(
+            model, device=device, batch_size=batch_size, backend=backend, threads=threads
+        )
+        self.faces = face_analyzer or FaceAnalyzer(
+            device=str(self.classifier.device), landmarks=landmarks, backend=backend, threads=threads
+        )
 
     @property
     def settings(self) -> dict:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import safetensors
 import safetensors.torch
-import timm
 import torch
 from torch import nn
 
@@ -24,13 +23,19 @@ def build_model(config: ModelConfig) -> nn.Module:
     num_classes = len(config.labels)
     if config.architecture == MINI_XCEPTION:
         return MiniXception(num_classes=num_classes, in_channels=config.in_channels)
-    if config.architecture.startswith("vit") and timm.is_model(config.architecture):
+    if config.architecture.startswith("vit") and _is_timm_model(config.architecture):
         if config.grayscale:
             raise ModelError(f"{config.architecture} takes RGB input; its sidecar must not set grayscale")
         return ViTTinyFER(config.architecture, num_classes=num_classes, **(config.extra.get("model_kwargs") or {}))
     raise ModelError(
         f"unknown classifier architecture {config.architecture!r}; expected {MINI_XCEPTION!r} or a timm ViT"
     )
+
+
+def _is_timm_model(name: str) -> bool:
+    import timm  # only for ViTs: timm's import costs ~2 s that the bundled baseline should not pay
+
+    return timm.is_model(name)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from fervideo.emotion.checkpoint import build_model, load_weights, read_state_dict
-from fervideo.emotion.config import ModelConfig
+from fervideo.emotion.config import MINI_XCEPTION, ModelConfig
 from fervideo.emotion.preprocess import check_crops, to_model_input
 from fervideo.labels import CANONICAL_LABELS
+from fervideo.runtime import OnnxModel, cached_onnx_file, export_onnx, resolve_backend
 from fervideo.utils import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,24 @@ def _autocast(device: torch.device) -> Iterator[None]:
         yield
 
 
+# Architectures that run faster in ONNX Runtime on the CPU (mini-Xception: 0.84 vs 3.7 ms per face).
+# The ViT-Tiny does not (16 ms vs 14.5 ms in torch), so it stays in torch whatever the backend setting.
+ONNX_ARCHITECTURES = (MINI_XCEPTION,)
+
+
+def export_classifier_onnx(model: nn.Module, config: ModelConfig, path: Path) -> None:
+    """Export the network (logits) for its declared input, with a free batch size."""
+    example = torch.zeros((1, config.in_channels, config.input_size, config.input_size))
+    export_onnx(model.cpu().eval(), example, path, ["input"], ["logits"],
+                {"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
 class EmotionClassifier:
-    """A loaded classifier. `labels` is always CANONICAL_LABELS: the model's own order is remapped."""
+    """A loaded classifier. `labels` is always CANONICAL_LABELS: the model's own order is remapped.
+
+    backend: auto, torch or onnx (fervideo.runtime); only ONNX_ARCHITECTURES run in ONNX Runtime, from an
+    export cached by the weights' sha256. Preprocessing stays in torch, so both backends see one input.
+    """
 
     labels: tuple[str, ...] = CANONICAL_LABELS
 
@@ -46,6 +63,8 @@ class EmotionClassifier:
         device: torch.device,
         batch_size: int = 64,
         fallback_reason: str | None = None,
+        backend: str | None = None,
+        threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -60,6 +79,14 @@ class EmotionClassifier:
         # Set when `auto` could not use the preferred model, so the CLI can say so loudly.
         self.fallback_reason = fallback_reason
         self._canonical_order = torch.tensor(config.canonical_order(), device=device)
+        self.backend = resolve_backend(backend, device.type)
+        if config.architecture not in ONNX_ARCHITECTURES:
+            self.backend = "torch"
+        self._onnx: OnnxModel | None = None
+        if self.backend == "onnx":
+            kind = f"{config.architecture}-{config.in_channels}x{config.input_size}-{len(config.labels)}"
+            path = cached_onnx_file(kind, weights_sha256, lambda out: export_classifier_onnx(model, config, out))
+            self._onnx = OnnxModel(path, threads)
 
     @classmethod
     def from_file(
@@ -83,8 +110,12 @@ class EmotionClassifier:
 
     @torch.inference_mode()
     def _predict_batch(self, crops: np.ndarray) -> np.ndarray:
-        with _autocast(self.device):
-            logits = self.model(to_model_input(crops, self.config, self.device))
+        model_input = to_model_input(crops, self.config, self.device)
+        if self._onnx is not None:
+            logits = torch.from_numpy(self._onnx.run(model_input.numpy())[0])
+        else:
+            with _autocast(self.device):
+                logits = self.model(model_input)
         # Softmax in fp32 so low-precision logits still give rows that sum to 1; renormalise after
         # dropping classes outside the canonical seven (a no-op for 7-class models).
         probs = torch.softmax(logits.float(), dim=1).index_select(1, self._canonical_order)
@@ -103,6 +134,7 @@ class EmotionClassifier:
             "input_size": self.config.input_size,
             "grayscale": self.config.grayscale,
             "device": str(self.device),
+            "backend": self.backend,
             "fallback_reason": self.fallback_reason,
         }
 

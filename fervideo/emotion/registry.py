@@ -150,8 +150,16 @@ def _looks_like_path(model: str) -> bool:
     return model.endswith((".pth", ".pt", ".safetensors")) or os.sep in model or Path(model).exists()
 
 
-def load_classifier(model: str = "auto", device: str = "auto", batch_size: int = 64) -> EmotionClassifier:
-    """Load a classifier by registry name, checkpoint path, or `auto` (seed if cached, else baseline)."""
+def load_classifier(
+    model: str = "auto",
+    device: str = "auto",
+    batch_size: int = 64,
+    backend: str | None = None,
+    threads: int | None = None,
+) -> EmotionClassifier:
+    """Load a classifier by registry name, checkpoint path, or `auto` (seed if cached, else baseline).
+
+    backend (auto, torch, onnx) and threads: see fervideo.runtime; None reads FERVIDEO_BACKEND/THREADS."""
     torch_device = resolve_device(device)
     fallback_reason = None
     if model == "auto":
@@ -178,6 +186,8 @@ def load_classifier(model: str = "auto", device: str = "auto", batch_size: int =
         device=torch_device,
         batch_size=batch_size,
         fallback_reason=fallback_reason,
+        backend=backend,
+        threads=threads,
     )
 
 

@@ -4,7 +4,6 @@ The attribute names are part of the checkpoint format: the published seed `final
 `backbone.vit.*`, `norm.*` and `classifier.*`, so they must stay exactly as they are here.
 """
 
-import timm
 import torch
 from torch import nn
 
@@ -20,6 +19,8 @@ class ViTTinyFER(nn.Module):
     """
 
     def __init__(self, model_name: str = DEFAULT_VIT, num_classes: int = 7, **timm_kwargs) -> None:
+        import timm  # here, not at module level: timm costs ~2 s of start-up (torchvision, torch._dynamo)
+
         super().__init__()
         self.model_name = model_name
         # A bare container so the timm model's keys read `backbone.vit.*`, as in the seed checkpoint.

@@ -70,6 +70,8 @@ class FaceAnalyzer:
         nms_threshold: float = 0.4,
         iou_threshold: float = 0.3,
         max_lost: int = 5,
+        backend: str | None = None,
+        threads: int | None = None,
     ) -> None:
         if landmarks not in ("retinaface", "fan"):
             raise ValueError(f"landmarks must be 'retinaface' or 'fan', got {landmarks!r}")
@@ -80,6 +82,8 @@ class FaceAnalyzer:
             detect_size=detect_size,
             score_threshold=score_threshold,
             nms_threshold=nms_threshold,
+            backend=backend,
+            threads=threads,
         )
         self.tracker = TargetFaceTracker(iou_threshold=iou_threshold, max_lost=max_lost)
         self.fan = FanLandmarker(device=device) if landmarks == "fan" else None

@@ -1,8 +1,12 @@
 """Batched RetinaFace (MobileNet-0.25) face detection with 5-point landmarks.
 
-We reuse face-alignment's network class so the bundled weights load strictly, but not its detector
-wrapper: that one runs one image at a time and drops the landmarks, and we need both batching (speed
-on CPU) and the landmarks (for alignment)."""
+The network (ported from face-alignment, see retinaface_net.py) runs over whole chunks of frames in torch
+or in ONNX Runtime (fervideo.runtime). Either way it takes the frames as they come, uint8 RGB [N, H, W, 3]:
+the RGB->BGR swap, the mean subtraction and the NCHW transpose are part of the network module, so they run
+inside the exported graph too (fused by ONNX Runtime, and only uint8 bytes cross to a GPU). Everything
+after the network (score filter, box and landmark decoding, NMS) is numpy on the few anchors that pass the
+score threshold, identical for both backends and free of torchvision.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from face_alignment.detection.retinaface.net_retinaface import RetinaFace, cfg_mnet
-from face_alignment.detection.retinaface.prior_box import PriorBox
-from torchvision.ops import nms
+from torch import nn
 
 from fervideo.errors import ModelError
+from fervideo.faces.nms import nms
+from fervideo.faces.retinaface_net import VARIANCES, RetinaFace, prior_boxes
 from fervideo.faces.types import Detections
+from fervideo.runtime import Backend, OnnxModel, cached_onnx_file, export_onnx, resolve_backend
 from fervideo.utils import sha256_file
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "retinaface_mobilenet0.25.pth"
@@ -27,6 +32,19 @@ BGR_MEAN = (104.0, 117.0, 123.0)
 # faces down to ~3.7% of the frame's longer side (~50 px in 1280x720): smaller faces are too small for a
 # reliable expression reading anyway, and 480 runs about twice as fast as 640 on a 2-core CPU.
 DEFAULT_DETECT_SIZE = 480
+
+
+class RetinaFaceOnFrames(nn.Module):
+    """RetinaFace taking uint8 RGB frames [N, H, W, 3] as decoded, preprocessing included."""
+
+    def __init__(self, net: RetinaFace) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("bgr_mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        bgr = frames.permute(0, 3, 1, 2).flip(1).float()
+        return self.net(bgr - self.bgr_mean)
 
 
 def load_retinaface(weights: Path, device: str | torch.device) -> RetinaFace:
@@ -41,7 +59,7 @@ def load_retinaface(weights: Path, device: str | torch.device) -> RetinaFace:
         raise ModelError(f"RetinaFace weights {weights} are not a state_dict")
     # Checkpoints saved from nn.DataParallel carry a 'module.' prefix on every key.
     state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    net = RetinaFace(cfg=cfg_mnet)
+    net = RetinaFace()
     try:
         net.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:
@@ -52,23 +70,32 @@ def load_retinaface(weights: Path, device: str | torch.device) -> RetinaFace:
     return net.to(device).eval()
 
 
+def export_detector_onnx(net: RetinaFace, path: Path) -> None:
+    """Export the frames-in network with a free batch size and frame size (one file serves every video)."""
+    module = RetinaFaceOnFrames(net).cpu().eval()
+    example = torch.zeros((1, 96, 128, 3), dtype=torch.uint8)
+    anchors = {0: "batch", 1: "anchors"}
+    export_onnx(module, example, path, ["frames"], ["loc", "conf", "landmarks"],
+                {"frames": {0: "batch", 1: "height", 2: "width"}, "loc": anchors, "conf": anchors,
+                 "landmarks": anchors})
+
+
 @lru_cache(maxsize=8)
-def priors_for(height: int, width: int) -> torch.Tensor:
+def priors_for(height: int, width: int) -> np.ndarray:
     """Anchor boxes (cx, cy, w, h; normalised) for one input size; cached since a video keeps its size."""
-    return PriorBox(cfg_mnet, image_size=(height, width)).forward()
+    return prior_boxes(height, width)
 
 
-def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
-    """[B, P, 4] regressions -> [B, P, 4] normalised (x1, y1, x2, y2)."""
-    centres = priors[:, :2] + loc[..., :2] * variances[0] * priors[:, 2:]
-    sizes = priors[:, 2:] * torch.exp(loc[..., 2:] * variances[1])
-    return torch.cat((centres - sizes / 2, centres + sizes / 2), dim=-1)
+def decode_boxes(loc: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """[M, 4] regressions of M anchors [M, 4] -> [M, 4] normalised (x1, y1, x2, y2)."""
+    centres = priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:]
+    sizes = priors[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])
+    return np.concatenate((centres - sizes / 2, centres + sizes / 2), axis=1)
 
 
-def decode_landmarks(pre: torch.Tensor, priors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
-    """[B, P, 10] regressions -> [B, P, 5, 2] normalised points (the standard RetinaFace decode_landm)."""
-    offsets = pre.reshape(*pre.shape[:-1], 5, 2)
-    return priors[:, None, :2] + offsets * variances[0] * priors[:, None, 2:]
+def decode_landmarks(pre: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """[M, 10] regressions -> [M, 5, 2] normalised points (the standard RetinaFace decode_landm)."""
+    return priors[:, None, :2] + pre.reshape(-1, 5, 2) * VARIANCES[0] * priors[:, None, 2:]
 
 
 def resized_shape(height: int, width: int, detect_size: int) -> tuple[int, int]:
@@ -84,6 +111,7 @@ class RetinaFaceDetector:
     are not upscaled). Faces under about 18 px at that resolution are missed, so the smallest face found is
     about 18 / detect_size of the frame's longer side: ~50 px in 1280x720 at the default 480. Raise it for
     wide shots with small faces, at roughly quadratic cost. Results are always in source-frame pixels.
+    backend: auto, torch or onnx (fervideo.runtime.resolve_backend); threads: ONNX Runtime intra-op threads.
     """
 
     name = "retinaface_mobilenet0.25"
@@ -95,6 +123,8 @@ class RetinaFaceDetector:
         detect_size: int = DEFAULT_DETECT_SIZE,
         score_threshold: float = 0.6,
         nms_threshold: float = 0.4,
+        backend: str | None = None,
+        threads: int | None = None,
     ) -> None:
         if detect_size < 32:
             raise ValueError(f"detect_size must be >= 32, got {detect_size}")
@@ -103,9 +133,19 @@ class RetinaFaceDetector:
         self.detect_size = int(detect_size)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
-        self.variances = tuple(cfg_mnet["variance"])
-        self.net = load_retinaface(self.weights, self.device)
+        self.backend: Backend = resolve_backend(backend, self.device.type)
+        net = load_retinaface(self.weights, self.device)
         self._weights_sha256: str | None = None
+        self.onnx: OnnxModel | None = None
+        self.module: RetinaFaceOnFrames | None = None
+        if self.backend == "onnx":
+            path = cached_onnx_file("retinaface", self.weights_sha256, lambda out: export_detector_onnx(net, out))
+            self.onnx = OnnxModel(path, threads)
+        else:
+            self.module = RetinaFaceOnFrames(net).to(self.device).eval()
+            if self.device.type == "cpu":
+                # Measured +18-46 % on the torch CPU path (oneDNN's NHWC depthwise kernels); same numbers.
+                self.module = self.module.to(memory_format=torch.channels_last)
 
     @property
     def weights_sha256(self) -> str:
@@ -121,38 +161,61 @@ class RetinaFaceDetector:
             return []
         height, width = frames_rgb.shape[1:3]
         small_h, small_w = resized_shape(height, width, self.detect_size)
-        batch = self._prepare(frames_rgb, small_h, small_w)
-        with torch.inference_mode():
-            loc, conf, landm = self.net(batch)
-            priors = priors_for(small_h, small_w).to(self.device)
-            boxes = decode_boxes(loc, priors, self.variances)
-            points = decode_landmarks(landm, priors, self.variances)
-            scores = conf[..., 1]
+        small = self._downscale(frames_rgb, small_h, small_w)
+        frame_of, anchor_of, loc, scores, landm = self._run_network(small)
+        priors = priors_for(small_h, small_w)[anchor_of]
         # Normalised coordinates times the source size map straight back to source pixels.
-        scale = torch.tensor([width, height], dtype=torch.float32, device=self.device)
-        boxes = boxes * scale.repeat(2)
-        points = points * scale
-        return [self._select(boxes[i], scores[i], points[i]) for i in range(len(frames_rgb))]
+        scale = np.array([width, height], np.float32)
+        boxes = (decode_boxes(loc, priors) * np.tile(scale, 2)).astype(np.float32)
+        points = (decode_landmarks(landm, priors) * scale).astype(np.float32)
+        return [
+            self._select(boxes[rows], scores[rows], points[rows])
+            for rows in (frame_of == i for i in range(len(frames_rgb)))
+        ]
 
-    def _prepare(self, frames_rgb: np.ndarray, small_h: int, small_w: int) -> torch.Tensor:
-        """Downscale (INTER_AREA avoids aliasing), RGB->BGR, subtract the training mean, NCHW float."""
-        if (small_h, small_w) != frames_rgb.shape[1:3]:
-            frames_rgb = np.stack(
-                [cv2.resize(frame, (small_w, small_h), interpolation=cv2.INTER_AREA) for frame in frames_rgb]
-            )
-        batch = torch.from_numpy(np.ascontiguousarray(frames_rgb[..., ::-1])).to(self.device)
-        batch = batch.float() - torch.tensor(BGR_MEAN, device=self.device)
-        return batch.permute(0, 3, 1, 2).contiguous()
+    def raw_outputs(self, frames_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network's outputs (loc, conf, landmarks) for already-downscaled frames, as numpy arrays."""
+        if self.onnx is not None:
+            loc, conf, landm = self.onnx.run(np.ascontiguousarray(frames_rgb))
+            return loc, conf, landm
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.ascontiguousarray(frames_rgb))
+            if self.device.type == "cuda":
+                batch = batch.pin_memory().to(self.device, non_blocking=True)
+            outputs = self.module(batch)
+        return tuple(output.float().cpu().numpy() for output in outputs)
 
-    def _select(self, boxes: torch.Tensor, scores: torch.Tensor, points: torch.Tensor) -> Detections:
-        """Score filter then NMS for one frame; results sorted by score."""
-        keep = scores > self.score_threshold
-        if not bool(keep.any()):
-            return Detections.empty()
-        boxes, scores, points = boxes[keep], scores[keep], points[keep]
-        kept = nms(boxes, scores, self.nms_threshold)  # already sorted by descending score
-        return Detections(
-            boxes=boxes[kept].cpu().numpy().astype(np.float32),
-            scores=scores[kept].cpu().numpy().astype(np.float32),
-            landmarks=points[kept].cpu().numpy().astype(np.float32),
+    def _run_network(self, small: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Network outputs of the anchors above the score threshold: (frame, anchor, loc, score, landmarks)."""
+        if self.module is not None and self.device.type == "cuda":
+            return self._run_on_gpu(small)
+        loc, conf, landm = self.raw_outputs(small)
+        frame_of, anchor_of = np.nonzero(conf[..., 1] > self.score_threshold)
+        return frame_of, anchor_of, loc[frame_of, anchor_of], conf[frame_of, anchor_of, 1], landm[frame_of, anchor_of]
+
+    @torch.inference_mode()
+    def _run_on_gpu(self, small: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Filter on the GPU so that only the few candidate anchors come back over the bus."""
+        batch = torch.from_numpy(np.ascontiguousarray(small)).pin_memory().to(self.device, non_blocking=True)
+        loc, conf, landm = self.module(batch)
+        frame_of, anchor_of = torch.nonzero(conf[..., 1] > self.score_threshold, as_tuple=True)
+        picked = (frame_of, anchor_of, loc[frame_of, anchor_of], conf[frame_of, anchor_of, 1],
+                  landm[frame_of, anchor_of])
+        return tuple(tensor.float().cpu().numpy() if tensor.is_floating_point() else tensor.cpu().numpy()
+                     for tensor in picked)
+
+    @staticmethod
+    def _downscale(frames_rgb: np.ndarray, small_h: int, small_w: int) -> np.ndarray:
+        """INTER_AREA avoids aliasing; frames already small enough pass through untouched."""
+        if (small_h, small_w) == frames_rgb.shape[1:3]:
+            return frames_rgb
+        return np.stack(
+            [cv2.resize(frame, (small_w, small_h), interpolation=cv2.INTER_AREA) for frame in frames_rgb]
         )
+
+    def _select(self, boxes: np.ndarray, scores: np.ndarray, points: np.ndarray) -> Detections:
+        """NMS over one frame's candidates; results sorted by descending score."""
+        if len(scores) == 0:
+            return Detections.empty()
+        kept = nms(boxes, scores, self.nms_threshold)
+        return Detections(boxes=boxes[kept], scores=scores[kept].astype(np.float32), landmarks=points[kept])

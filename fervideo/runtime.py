@@ -1,0 +1,157 @@
+"""How the networks run: the inference backend (torch or ONNX Runtime) and the CPU thread policy.
+
+Backends. `onnx` runs the face detector and the mini-Xception baseline in ONNX Runtime, from an ONNX
+file exported once from the same weights and cached under FERVIDEO_HOME by the weights' sha256 (so new
+weights never meet a stale export). `auto` (the default) means onnx on the CPU when onnxruntime is
+installed, torch otherwise; on CUDA it means torch (batched on the GPU under autocast). A requested
+backend that cannot be used falls back to torch with a one-line warning, since results agree within
+the tolerances in docs/speed.md either way.
+
+Threads. `threads=0` (the default) uses every core the process may run on. On a shared machine the
+thread pools must not busy-wait: a spinning OpenMP or ONNX Runtime worker burns a core another process
+needs, and under contention both slow down many times over. So OpenMP is told to wait passively and ONNX
+Runtime not to spin; see docs/speed.md for the measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from fervideo.errors import InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["torch", "onnx"]
+BACKEND_CHOICES = ("auto", "torch", "onnx")
+BACKEND_ENV = "FERVIDEO_BACKEND"
+THREADS_ENV = "FERVIDEO_THREADS"
+# Bump when the exported graphs change (input layout, fused preprocessing), so old exports are not reused.
+ONNX_EXPORT_VERSION = 1
+
+
+def fervideo_home() -> Path:
+    return Path(os.environ.get("FERVIDEO_HOME") or Path.home() / ".cache" / "fervideo")
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str | None, device_type: str) -> Backend:
+    """The backend to use for `backend` (None: $FERVIDEO_BACKEND or auto) on a device of `device_type`."""
+    backend = (backend or os.environ.get(BACKEND_ENV) or "auto").lower()
+    if backend not in BACKEND_CHOICES:
+        raise InvalidArgumentError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
+    if backend == "torch" or (backend == "auto" and device_type != "cpu"):
+        return "torch"
+    if device_type != "cpu":
+        log.warning("backend onnx runs on the CPU only; using torch on %s", device_type)
+        return "torch"
+    if not onnxruntime_available():
+        if backend == "onnx":
+            log.warning("onnxruntime is not installed; using the torch backend (pip install onnxruntime)")
+        return "torch"
+    return "onnx"
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Intra-op threads: `threads` (None: $FERVIDEO_THREADS or 0); 0 means every core available."""
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "0")
+        try:
+            threads = int(raw)
+        except ValueError:
+            raise InvalidArgumentError(f"{THREADS_ENV} must be a whole number, got {raw!r}") from None
+    if threads < 0:
+        raise InvalidArgumentError(f"--threads must be >= 0 (0 = all cores), got {threads}")
+    if threads == 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return threads
+
+
+def apply_thread_policy(threads: int | None = None) -> int:
+    """Set torch's intra-op threads and passive waiting; returns the thread count used.
+
+    OMP_WAIT_POLICY only takes effect if set before OpenMP starts (the first `import torch`), so the CLI
+    calls `prefer_passive_waiting()` first thing; here it is a best effort for library callers.
+    """
+    prefer_passive_waiting()
+    count = resolve_threads(threads)
+    import torch
+
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
+
+
+def prefer_passive_waiting() -> None:
+    """Idle OpenMP workers sleep instead of spinning, unless the user chose otherwise."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def cached_onnx_file(kind: str, weights_sha256: str, export: Callable[[Path], None]) -> Path:
+    """The ONNX export of `kind` for these weights, exporting it on first use.
+
+    Written to a temporary name and renamed, so a crash or a concurrent worker never leaves a half-written
+    file where a reader would take it for a good one."""
+    folder = fervideo_home() / "onnx"
+    path = folder / f"{kind}-v{ONNX_EXPORT_VERSION}-{weights_sha256[:32]}.onnx"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        export(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    log.info("exported %s to %s", kind, path)
+    return path
+
+
+def export_onnx(module, example, path: Path, input_names: list[str], output_names: list[str],
+                dynamic_axes: dict[str, dict[int, str]]) -> None:
+    """torch.onnx.export with the TorchScript exporter (opset 17).
+
+    The TorchScript exporter, not the torch.export-based default: it handles the detector's free frame
+    size without shape constraints and needs no onnxscript. Its warnings are expected and silenced: the
+    deprecation notice, and TracerWarnings where a size is fixed by design (mini-Xception's 64x64 input)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(module, (example,), str(path), input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
+
+
+class OnnxModel:
+    """One ONNX Runtime session on the CPU with the thread policy applied; `run(**inputs)` -> outputs."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = resolve_threads(threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning workers steal the cores other processes (and our own decode thread) need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.path = path
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [item.name for item in self.session.get_inputs()]
+
+    def run(self, *inputs):
+        return self.session.run(None, dict(zip(self.input_names, inputs, strict=True)))

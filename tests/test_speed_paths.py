@@ -1,0 +1,218 @@
+"""Accelerated paths agree with the reference paths, and `process` with the bundled models stays light.
+
+Tolerances (stated in docs/speed.md): detector raw outputs 1e-4 (absolute), boxes and landmarks 1e-3 source
+pixels, scores 1e-5; classifier probabilities 1e-5. Measured differences are ~1e-7 relative: float32
+rounding from a different order of summation, nothing more. Nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import decord
+import numpy as np
+import pytest
+import torch
+
+from fervideo.emotion import load_classifier
+from fervideo.errors import InvalidArgumentError
+from fervideo.faces import FaceAnalyzer, RetinaFaceDetector
+from fervideo.faces.detector import BUNDLED_WEIGHTS
+from fervideo.faces.nms import nms
+from fervideo.faces.retinaface_net import prior_boxes
+from fervideo.runtime import cached_onnx_file, fervideo_home, resolve_backend, resolve_threads
+
+CLIP = Path(__file__).parent / "data" / "single_face.mp4"
+BOX_TOLERANCE_PX = 1e-3
+SCORE_TOLERANCE = 1e-5
+RAW_TOLERANCE = 1e-4
+PROB_TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    """Every 4th frame of the real clip, RGB uint8 [18, 360, 640, 3]."""
+    reader = decord.VideoReader(str(CLIP))
+    return reader.get_batch(list(range(0, len(reader), 4))).asnumpy()
+
+
+def assert_same_detections(reference, candidate) -> None:
+    assert [len(d) for d in reference] == [len(d) for d in candidate]
+    for ref, got in zip(reference, candidate, strict=True):
+        np.testing.assert_allclose(got.boxes, ref.boxes, atol=BOX_TOLERANCE_PX, rtol=0)
+        np.testing.assert_allclose(got.landmarks, ref.landmarks, atol=BOX_TOLERANCE_PX, rtol=0)
+        np.testing.assert_allclose(got.scores, ref.scores, atol=SCORE_TOLERANCE, rtol=0)
+
+
+# --- detector -------------------------------------------------------------------------------------
+
+
+def test_onnx_detector_agrees_with_torch(frames: np.ndarray) -> None:
+    reference = RetinaFaceDetector(backend="torch")
+    accelerated = RetinaFaceDetector(backend="onnx")
+    assert (reference.backend, accelerated.backend) == ("torch", "onnx")
+    detections = reference.detect(frames)
+    assert sum(len(d) for d in detections) >= len(frames) - 1  # the comparison is about real faces
+    assert_same_detections(detections, accelerated.detect(frames))
+    # Another frame size through the same exported file (free height and width), raw outputs this time.
+    small = np.ascontiguousarray(frames[:3, :200, :300])
+    for ref, got in zip(reference.raw_outputs(small), accelerated.raw_outputs(small), strict=True):
+        np.testing.assert_allclose(got, ref, atol=RAW_TOLERANCE, rtol=0)
+
+
+def test_channels_last_torch_path_agrees_with_the_plain_layout(frames: np.ndarray) -> None:
+    detector = RetinaFaceDetector(backend="torch")
+    channels_last = detector.raw_outputs(frames[:4])
+    detector.module = detector.module.to(memory_format=torch.contiguous_format)
+    for ref, got in zip(detector.raw_outputs(frames[:4]), channels_last, strict=True):
+        np.testing.assert_allclose(got, ref, atol=RAW_TOLERANCE, rtol=0)
+
+
+def test_ported_network_matches_face_alignments(frames: np.ndarray) -> None:
+    """The port keeps face-alignment's numbers exactly; fused preprocessing equals the old separate one."""
+    net_module = pytest.importorskip("face_alignment.detection.retinaface.net_retinaface")
+    prior_module = pytest.importorskip("face_alignment.detection.retinaface.prior_box")
+    state = {k.removeprefix("module."): v for k, v in torch.load(BUNDLED_WEIGHTS, "cpu", weights_only=True).items()}
+    original = net_module.RetinaFace(cfg=net_module.cfg_mnet)
+    original.load_state_dict(state)
+    small = np.stack([cv2.resize(f, (320, 180), interpolation=cv2.INTER_AREA) for f in frames[:3]])
+    # The old preprocessing: BGR, mean subtracted, NCHW float.
+    old_input = (torch.from_numpy(small[..., ::-1].copy()).float() - torch.tensor([104.0, 117.0, 123.0]))
+    with torch.inference_mode():
+        expected = original.eval()(old_input.permute(0, 3, 1, 2).contiguous())
+    got = RetinaFaceDetector(backend="torch").raw_outputs(small)
+    for ref, new in zip(expected, got, strict=True):
+        np.testing.assert_allclose(new, ref.numpy(), atol=RAW_TOLERANCE, rtol=0)
+    for height, width in ((180, 320), (101, 77)):
+        old_priors = prior_module.PriorBox(net_module.cfg_mnet, image_size=(height, width)).forward().numpy()
+        np.testing.assert_array_equal(prior_boxes(height, width), old_priors)
+
+
+def test_numpy_nms_matches_torchvision() -> None:
+    ops = pytest.importorskip("torchvision.ops")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        corners = rng.uniform(0, 100, (60, 2)).astype(np.float32)
+        boxes = np.concatenate([corners, corners + rng.uniform(5, 40, (60, 2)).astype(np.float32)], axis=1)
+        scores = rng.uniform(0.5, 1.0, 60).astype(np.float32)
+        expected = ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4).numpy()
+        np.testing.assert_array_equal(nms(boxes, scores, 0.4), expected)
+
+
+def test_nms_keeps_separate_faces_and_drops_duplicates() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60]], np.float32)
+    assert nms(boxes, np.array([0.9, 0.95, 0.8], np.float32), 0.4).tolist() == [1, 2]
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.4).tolist() == []
+
+
+def test_face_analyzer_results_do_not_depend_on_the_backend(frames: np.ndarray) -> None:
+    torch_batch = FaceAnalyzer(backend="torch").analyze(frames)
+    onnx_batch = FaceAnalyzer(backend="onnx").analyze(frames)
+    np.testing.assert_array_equal(onnx_batch.found, torch_batch.found)
+    np.testing.assert_allclose(onnx_batch.boxes, torch_batch.boxes, atol=BOX_TOLERANCE_PX, rtol=0)
+    # Sub-millipixel landmark differences can move a bilinear sample by one grey level at most.
+    assert np.abs(onnx_batch.crops.astype(int) - torch_batch.crops.astype(int)).max() <= 1
+
+
+# --- classifier -----------------------------------------------------------------------------------
+
+
+def test_onnx_baseline_classifier_agrees_with_torch(frames: np.ndarray) -> None:
+    crops = FaceAnalyzer(backend="torch").analyze(frames).crops
+    reference = load_classifier("mini-xception-fer2013", device="cpu", backend="torch")
+    accelerated = load_classifier("mini-xception-fer2013", device="cpu", backend="onnx")
+    assert (reference.backend, accelerated.backend) == ("torch", "onnx")
+    assert accelerated.provenance()["backend"] == "onnx"
+    expected = reference.predict(crops)
+    got = accelerated.predict(crops)
+    np.testing.assert_allclose(got, expected, atol=PROB_TOLERANCE, rtol=0)
+    np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
+    assert accelerated.predict(crops[:0]).shape == (0, 7)
+
+
+def test_vit_stays_in_torch_whatever_the_backend(tmp_path: Path) -> None:
+    from fervideo.emotion import ViTTinyFER
+
+    path = tmp_path / "vit.pth"
+    torch.manual_seed(0)
+    torch.save(ViTTinyFER().state_dict(), path)
+    assert load_classifier(str(path), device="cpu", backend="onnx").backend == "torch"
+
+
+# --- ONNX cache and settings ----------------------------------------------------------------------
+
+
+def test_onnx_export_is_cached_by_weights_sha256() -> None:
+    RetinaFaceDetector(backend="onnx")
+    exported = sorted((fervideo_home() / "onnx").glob("retinaface-*.onnx"))
+    assert len(exported) == 1
+    first_mtime = exported[0].stat().st_mtime_ns
+    RetinaFaceDetector(backend="onnx")  # a second detector reuses the file
+    assert exported[0].stat().st_mtime_ns == first_mtime
+    calls = []
+    cached_onnx_file("retinaface", "f" * 64, lambda out: calls.append(out) or out.write_bytes(b"x"))
+    assert len(calls) == 1 and len(list((fervideo_home() / "onnx").glob("retinaface-*.onnx"))) == 2
+
+
+def test_failed_export_leaves_no_file_behind() -> None:
+    def failing_export(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise RuntimeError("exporter crashed")
+
+    with pytest.raises(RuntimeError):
+        cached_onnx_file("broken", "0" * 64, failing_export)
+    assert list((fervideo_home() / "onnx").iterdir()) == []
+
+
+def test_backend_setting(monkeypatch, caplog) -> None:
+    assert resolve_backend("torch", "cpu") == "torch"
+    assert resolve_backend("onnx", "cpu") == "onnx"
+    assert resolve_backend("auto", "cpu") == "onnx"
+    assert resolve_backend("auto", "cuda") == "torch"
+    monkeypatch.setenv("FERVIDEO_BACKEND", "torch")
+    assert resolve_backend(None, "cpu") == "torch"
+    with pytest.raises(InvalidArgumentError, match="backend must be one of"):
+        resolve_backend("tensorrt", "cpu")
+    monkeypatch.setattr("fervideo.runtime.onnxruntime_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="fervideo.runtime"):
+        assert resolve_backend("onnx", "cpu") == "torch"
+    assert "onnxruntime is not installed" in caplog.text
+
+
+def test_threads_setting(monkeypatch) -> None:
+    assert resolve_threads(3) == 3
+    assert resolve_threads(0) == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("FERVIDEO_THREADS", "1")
+    assert resolve_threads(None) == 1
+    monkeypatch.setenv("FERVIDEO_THREADS", "many")
+    with pytest.raises(InvalidArgumentError, match="FERVIDEO_THREADS"):
+        resolve_threads(None)
+    with pytest.raises(InvalidArgumentError, match="--threads"):
+        resolve_threads(-1)
+
+
+# --- start-up -------------------------------------------------------------------------------------
+
+HEAVY_MODULES = ("timm", "torchvision", "face_alignment")
+IN_PROCESS_CLI = f"""
+import json, sys
+from fervideo.cli import run
+code = run(sys.argv[1:])
+print(json.dumps({{"code": code, "loaded": [m for m in {HEAVY_MODULES!r} if m in sys.modules]}}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_process_with_the_baseline_never_imports_heavy_modules(real_clip: Path, db_url: str, backend) -> None:
+    command = [sys.executable, "-c", IN_PROCESS_CLI, "process", str(real_clip), "--subject", "S01",
+               "--model", "mini-xception-fer2013", "--device", "cpu", "--backend", backend, "--db", db_url]
+    completed = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert outcome == {"code": 0, "loaded": []}
