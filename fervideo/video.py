@@ -126,6 +126,8 @@ def _open(path: Path):
     # decord is imported lazily: it loads its own ffmpeg, which we don't want at `import fervideo`.
     import decord
 
+    # Its FFmpeg would print every damaged macroblock, mid progress bar; the stream counts losses itself.
+    decord.logging.set_level(decord.logging.QUIET)
     _check_readable_file(path)
     with quiet_stderr():
         header = read_header(path)
@@ -166,6 +168,20 @@ def _probe(path: Path, header: ContainerHeader, reader, first: np.ndarray) -> Vi
         codec=header.codec,
         rotation=header.rotation,
     )
+
+
+def check_video_file(path: str | os.PathLike) -> None:
+    """Fail fast on a file that cannot be processed: milliseconds (the header and one frame, no index of
+    the whole file), so a wrong path is reported before any network loads. Raises InputVideoError."""
+    path = Path(path)
+    _check_readable_file(path)
+    with quiet_stderr():
+        header = read_header(path)
+        first = read_first_frame(path) if header.opened and not header.is_text else None
+    if first is None:
+        _open(path)  # says precisely why (text, audio only, unsupported codec, ...), or decord reads it
+    else:
+        _check_frame(path, first)
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:

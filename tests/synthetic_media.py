@@ -47,8 +47,10 @@ def write_video(
     pix_fmt: str | None = None,
     options: dict | None = None,
     container_options: dict | None = None,
+    display_rotation: int = 0,
 ) -> Path:
-    """Encode RGB frames; `timestamps_s` gives each frame's presentation time (VFR when uneven)."""
+    """Encode RGB frames; `timestamps_s` gives each frame's presentation time (VFR when uneven);
+    `display_rotation` is the clockwise turn a player applies (a display matrix, as phones write it)."""
     suffix = path.suffix.lstrip(".")
     default_codec, default_pix = CONTAINER_CODECS.get(suffix, ("libx264", "yuv420p"))
     codec, pix_fmt = codec or default_codec, pix_fmt or default_pix
@@ -60,6 +62,8 @@ def write_video(
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.options = {**CODEC_OPTIONS.get(codec, {}), **(options or {})}
+        if display_rotation:
+            stream.set_display_rotation(-display_rotation)  # PyAV takes counter-clockwise degrees
         stamps = iter(timestamps_s) if timestamps_s is not None else None
         for index, rgb in enumerate(_chain(first, frames)):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
@@ -104,19 +108,8 @@ def upright_marker_frame(width: int = 96, height: int = 128) -> np.ndarray:
 def rotated_video(path: Path, clockwise: int, n_frames: int = 6, width: int = 96, height: int = 128) -> Path:
     """A phone-style recording: `upright_marker_frame` stored turned, with a display matrix saying to turn
     it `clockwise` degrees when playing (what a phone held upright writes), so it *displays* upright."""
-    upright = upright_marker_frame(width, height)
-    stored = np.ascontiguousarray(np.rot90(upright, k=clockwise // 90))  # np.rot90: counter-clockwise
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.height, stream.width = stored.shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.set_display_rotation(-clockwise)  # PyAV takes counter-clockwise degrees
-        for _ in range(n_frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    stored = np.ascontiguousarray(np.rot90(upright_marker_frame(width, height), k=clockwise // 90))  # k>0: ccw
+    return write_video(path, (stored for _ in range(n_frames)), codec="libx264", display_rotation=clockwise)
 
 
 def audio_only_file(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
