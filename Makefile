@@ -11,8 +11,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # Re-install only when the dependency list changes.
+# editable_mode=compat puts the checkout on sys.path (a .pth line) instead of an import hook, so that a
+# folder named `fervideo` in the current directory (the clone, seen from its parent) cannot shadow the
+# package as an empty namespace package. setuptools calls the mode transitional; `strict` works too.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP)

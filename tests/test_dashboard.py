@@ -377,7 +377,7 @@ def no_server(monkeypatch):
         calls.append((command, env))
         return 0
 
-    monkeypatch.setattr("fervideo.cli.commands_dashboard.subprocess.call", fake_call)
+    monkeypatch.setattr("fervideo.cli.commands_dashboard.run_server", fake_call)
     monkeypatch.chdir(Path(__file__).parent)  # no .streamlit/secrets.toml here
     return calls
 

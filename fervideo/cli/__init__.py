@@ -76,7 +76,7 @@ def _run_app(argv: Sequence[str] | None) -> int:
     from typer._click import exceptions as click_exceptions  # typer >= 0.29 bundles its own click
 
     try:
-        returned = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        returned = app(args=list(argv) if argv is not None else None, prog_name="fervideo", standalone_mode=False)
     except FervideoError as error:
         return _fail(str(error), error.exit_code)
     except click_exceptions.NoArgsIsHelpError as error:  # bare `fervideo` / `fervideo db`: the help

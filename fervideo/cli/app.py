@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import ProgressColumn, Task
+from rich.table import Table
 from rich.text import Text
 
 from fervideo.cli.arguments import database_option, shown
@@ -99,3 +100,15 @@ class CountColumn(ProgressColumn):
         if task.total is None:
             return Text(self.waiting, style="progress.download")
         return Text(f"{int(task.completed)}/{int(task.total)}", style="progress.download")
+
+
+def data_table(*headers: str, whole: tuple[str, ...] = (), **table_options) -> Table:
+    """A table whose cells are never cut with "…": the columns named in `whole` (ids, dates, numbers,
+    model names) never wrap; every other column folds onto more lines when the terminal is narrow."""
+    table = Table(**table_options)
+    for header in headers:
+        if header in whole:
+            table.add_column(header, no_wrap=True, min_width=len(header))
+        else:
+            table.add_column(header, overflow="fold")
+    return table

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from fervideo import __version__
-from fervideo.cli.app import DbOption, app, console, db_app
+from fervideo.cli.app import DbOption, app, console, data_table, db_app
 from fervideo.cli.arguments import shown
 
 
@@ -29,11 +29,9 @@ def sessions(
 
 def _sessions_table(rows) -> Table:
     """One row per session; every stored string is shown as data (escaped), and ids, dates and numbers
-    never wrap or get cut: on a narrow terminal the free-text columns (video, status) fold instead."""
-    table = Table("id", "subject", "recorded", "video", "duration", "face %", "status", "classifier")
-    for name in ("id", "recorded", "duration", "face %"):
-        column = next(c for c in table.columns if c.header == name)
-        column.no_wrap, column.min_width = True, len("2024-01-01") if name == "recorded" else None
+    are never wrapped or cut: on a narrow terminal the free-text columns fold onto more lines instead."""
+    table = data_table("id", "subject", "recorded", "video", "duration", "face %", "status", "classifier",
+                       whole=("id", "recorded", "duration", "face %"))
     for row in rows:
         face = f"{row.face_frames / row.sampled_frames:.0%}" if row.sampled_frames else "-"
         status = row.status + (f" ({row.error[:40]})" if row.error else "")
@@ -51,7 +49,7 @@ def models() -> None:
     """List the bundled, cached and known emotion models."""
     from fervideo.emotion import list_models
 
-    table = Table("name", "kind", "source", "available offline")
+    table = data_table("name", "kind", "source", "available offline", whole=("name", "kind"))
     for entry in list_models():
         table.add_row(shown(entry["name"]), entry["kind"], shown(entry["source"]),
                       "yes" if entry.get("path") else "no: needs one download")

@@ -73,7 +73,8 @@ def make_engine(url: str | None = None) -> Engine:
         with engine.connect():
             pass
     except DBAPIError as exc:  # OperationalError, and sqlite's DatabaseError for a file that is not one
-        raise DatabaseError(describe_database_error(exc, parsed.render_as_string(hide_password=True))) from None
+        where = parsed.database if parsed.get_backend_name() == "sqlite" else parsed.render_as_string()
+        raise DatabaseError(describe_database_error(exc, str(where))) from None
     return engine
 
 
