@@ -197,18 +197,20 @@ def test_damaged_or_odd_video_is_processed_with_its_losses_recorded(processed_ba
 
 
 def test_rotated_real_face_reads_like_the_upright_original(processed_batch, shared_db):
-    """Issue 12.1 end to end: a phone's 90-degree file of the real clip gives the clip's emotions (turned a
-    second time, the face was still found but read as far less happy)."""
+    """Issue 12.1 end to end: a phone's 90-degree file of the real clip gives the clip's faces and emotions.
+    Turned a second time, the face was found sideways, in swapped coordinates, and read differently."""
     videos = processed_batch[3]
     results = {}
     for name in ("real clip upright", "real clip rotated 90"):
         [session] = _sessions_of(shared_db, videos[name])
         with open_database(shared_db)() as db:
             found = db.scalars(select(Frame).where(Frame.session_id == session.id, Frame.face_found)).all()
-        results[name] = (session, np.array([[f.happiness, f.neutral, f.sadness] for f in found]))
-    (upright, upright_probs), (turned, turned_probs) = results.values()
+        boxes = np.array([[f.x1, f.y1, f.x2, f.y2] for f in found])
+        results[name] = (session, boxes, np.array([[f.happiness, f.neutral, f.sadness] for f in found]))
+    (upright, upright_boxes, upright_probs), (turned, turned_boxes, turned_probs) = results.values()
     assert (turned.width, turned.height, turned.rotation) == (upright.width, upright.height, 90) == (640, 360, 90)
-    assert len(upright_probs) >= 10 and len(turned_probs) >= 0.9 * len(upright_probs)
+    assert len(upright_probs) >= 10 and len(turned_probs) == len(upright_probs)
+    assert np.abs(np.median(turned_boxes - upright_boxes, axis=0)).max() < 8  # the same place, in pixels
     assert np.abs(turned_probs.mean(axis=0) - upright_probs.mean(axis=0)).max() < 0.1
 
 
