@@ -70,7 +70,7 @@ def test_constant_distribution():
 
 
 def test_alternating_distribution():
-    # One frame per second, so each 1 s grid bin holds one frame and the labels alternate bin by bin.
+    # One frame per second, so the frames 1 s apart are neighbours and the labels alternate pair by pair.
     result = compute_session_features(timeline(one_hot([HAPPY, SAD] * 50), t=np.arange(100) * 1.0))
     v = result.values
     assert v["mean_happiness"] == pytest.approx(0.5) and v["sd_happiness"] == pytest.approx(0.5)
@@ -78,7 +78,7 @@ def test_alternating_distribution():
     assert v["dominant_happiness"] == pytest.approx(0.5)
     assert v["dwell_happiness_s"] == pytest.approx(1.0) and v["dwell_sadness_s"] == pytest.approx(1.0)
     assert v["self_transition_rate"] == 0.0
-    assert v["transitions_per_min"] == pytest.approx(60.0)  # one change per successive bin
+    assert v["transitions_per_min"] == pytest.approx(60.0)  # one change per pair 1 s apart
     assert result.transition_matrix[HAPPY, SAD] == 1.0 and result.transition_matrix[SAD, HAPPY] == 1.0
     assert v["entropy_mean"] == pytest.approx(0.0) and v["emodiversity_soft"] == pytest.approx(1.0)
     assert v["emodiversity"] == pytest.approx(math.log(2))
@@ -86,11 +86,19 @@ def test_alternating_distribution():
     assert v["pos_neg_balance"] == pytest.approx(0.0)
 
 
-def test_a_flicker_shorter_than_a_grid_bin_is_averaged_away():
-    labels = [HAPPY] * 20 + [SAD] + [HAPPY] * 20  # 8.2 s at 5 fps: nine 1 s bins, the last one partial
-    v = compute_session_features(timeline(one_hot(labels))).values
-    assert v["transitions_per_min"] == 0.0 and v["dwell_happiness_s"] == pytest.approx(9.0)
-    assert v["dominant_sadness"] == pytest.approx(1 / 41)  # frame shares still see the flicker
+def test_a_brief_flicker_counts_by_its_duration_at_any_rate():
+    # A 0.2 s flicker to sadness every 10 s, for 60 s: 1 frame in 50 at 5 fps, 6 in 300 at 30 fps.
+    def flickering(fps: int) -> pd.DataFrame:
+        t = np.arange(60 * fps) / fps
+        labels = np.where((t % 10.0) >= 9.8 - 1e-9, SAD, HAPPY)
+        return timeline(one_hot(labels), t=t)
+
+    slow, fast = (compute_session_features(flickering(fps)).values for fps in (5, 30))
+    # Every flicker frame differs from the frame 1 s before it and the one 1 s after it; the last flicker
+    # ends the session, so it has no partner after it. At 5 fps: 295 pairs, 5 x 2 + 1 changes.
+    assert slow["transitions_per_min"] == pytest.approx(11 / 295 * 60)
+    assert fast["transitions_per_min"] == pytest.approx(slow["transitions_per_min"])
+    assert slow["dominant_sadness"] == pytest.approx(fast["dominant_sadness"]) == pytest.approx(1 / 50)
 
 
 def test_gaps_break_successive_pairs():

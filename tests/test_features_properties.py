@@ -81,7 +81,7 @@ def test_every_feature_stays_within_its_bounds(seed, n, fps, face_share, crisp):
 
 # ------------------------------------------------------------------------------- sampling-rate invariance
 @PROPERTY
-# Distinct periods: labels whose logits coincide over the whole session would tie in every bin, and a
+# Distinct periods: labels whose logits coincide over the whole session would tie in every frame, and a
 # dominant label among exact ties is decided by float rounding, at any rate.
 @given(periods=st.permutations([31.0, 37.0, 43.0, 53.0, 61.0, 71.0, 89.0]),
        amplitudes=st.lists(st.floats(0.5, 3.0), min_size=C, max_size=C),
@@ -91,11 +91,11 @@ def test_dynamics_agree_across_sampling_rates(periods, amplitudes, phases, fps):
     reference = compute_session_features(latent_session(30.0, periods, amplitudes, phases)).values
     other = compute_session_features(latent_session(fps, periods, amplitudes, phases)).values
     continuous = [f"mssd_{label}" for label in CANONICAL_LABELS] + ["valence_mssd", "arousal_mssd"]
-    for name in continuous:  # 1 s bin means vs point samples of a slow signal: a few per cent apart
+    for name in continuous:  # the same pairs 1 s apart, sampled at other phases
         assert other[name] == pytest.approx(reference[name], rel=0.1, abs=1e-5, nan_ok=True), name
     for name in [f"inertia_{label}" for label in CANONICAL_LABELS] + ["valence_inertia", "arousal_inertia"]:
         assert other[name] == pytest.approx(reference[name], abs=0.02, nan_ok=True), name
-    # Dominant labels can differ in a bin where two emotions nearly tie: a few changes either way.
+    # Dominant labels can differ where two emotions nearly tie: a few changes either way.
     assert other["transitions_per_min"] == pytest.approx(reference["transitions_per_min"], abs=1.0, nan_ok=True)
     assert other["self_transition_rate"] == pytest.approx(reference["self_transition_rate"], abs=0.02, nan_ok=True)
 
@@ -122,7 +122,7 @@ def test_a_gap_never_joins_the_segments_around_it(seed, fps, first_s, second_s, 
     whole = compute_session_features(frames_table(t, np.concatenate([a, gap, b]), face)).values
     alone_a = compute_session_features(frames_table(t_a, a, np.ones(len(a), bool))).values
     alone_b = compute_session_features(frames_table(t_b, b, np.ones(len(b), bool))).values
-    pairs_a, pairs_b = first_s - 1, second_s - 1  # one observed bin per second, all successive
+    pairs_a, pairs_b = first_s - 1, second_s - 1  # x fps pairs 1 s apart: the weights' ratio
     for name in [f"mssd_{label}" for label in CANONICAL_LABELS] + ["valence_mssd", "self_transition_rate"]:
         pooled = (pairs_a * alone_a[name] + pairs_b * alone_b[name]) / (pairs_a + pairs_b)
         assert whole[name] == pytest.approx(pooled, abs=1e-9), name

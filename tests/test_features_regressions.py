@@ -54,7 +54,7 @@ def test_inertia_of_a_constant_series_is_undefined_with_an_indicator():
 
 def test_every_undefinable_value_has_an_indicator_declared_in_the_registry():
     no_pairs = np.zeros(400, dtype=bool)
-    no_pairs[::2] = True  # face frames alternate with no-face frames: bins are half face, half not
+    no_pairs[::2] = True  # at 1 fps, face frames alternate with no-face frames: no pair 1 s apart
     v = compute_session_features(table(one_hot([HAPPY] * 400), np.arange(400) * 1.0, no_pairs)).values
     for name, value in v.items():
         assert name in FEATURE_DEFINITIONS, name

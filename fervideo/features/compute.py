@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from fervideo.features.distribution import distribution_features
-from fervideo.features.dynamics import dominant_bins, dwell_times, inertia, mssd, transitions
-from fervideo.features.grid import GRID_S, longest_gap, resample_to_grid, sampling_period, timestamp_problem
+from fervideo.features.dynamics import dwell_times, inertia, mssd, transitions
 from fervideo.features.registry import CIRCUMPLEX, INDICATED_FEATURES, MISSING_SUFFIX
 from fervideo.features.reliability import reliability
+from fervideo.features.timebase import LAG_S, lagged_pairs, longest_gap, sampling_period, timestamp_problem
 from fervideo.labels import CANONICAL_LABELS
 
 
@@ -66,7 +66,7 @@ def _coverage(t: np.ndarray, face: np.ndarray, face_found: np.ndarray, period: f
     }
 
 
-def compute_session_features(frames: pd.DataFrame, grid_s: float = GRID_S) -> SessionFeatureResult:
+def compute_session_features(frames: pd.DataFrame, lag_s: float = LAG_S) -> SessionFeatureResult:
     """All session features of one per-frame table (columns: frame_index, t, face_found, <labels>).
 
     A frame counts as a face frame when `face_found` and all seven probabilities are present; a face
@@ -80,33 +80,32 @@ def compute_session_features(frames: pd.DataFrame, grid_s: float = GRID_S) -> Se
     problem = timestamp_problem(t)
     period = sampling_period(t) if problem is None else float("nan")
     values = _coverage(t, face, face_found, period)
-    # Without a usable time base there is no grid: every dynamics feature is undefined.
-    grid = resample_to_grid(t, probs, face & (problem is None), period, grid_s)
-    pairs = grid.pairs
-    dominant = dominant_bins(grid)
-    dwell = dwell_times(dominant, pairs, grid.step_s, len(CANONICAL_LABELS))
+    # Without a usable time base (period NaN) there are no pairs: every dynamics feature is undefined.
+    pairs = lagged_pairs(t, face, period, lag_s)
+    dominant = np.argmax(probs, axis=1)  # per frame; only face frames' entries are ever read
+    dwell = dwell_times(dominant, face & (problem is None), pairs, len(CANONICAL_LABELS))
     face_probs = probs[face]
-    raw_dominant = np.argmax(face_probs, axis=1)
+    raw_dominant = dominant[face]
+    n_face = len(face_probs)
     nan = float("nan")
     for k, label in enumerate(CANONICAL_LABELS):
         x = face_probs[:, k]
         values[f"mean_{label}"] = float(x.mean()) if len(x) else nan
         values[f"dominant_{label}"] = float(np.mean(raw_dominant == k)) if len(x) else nan
         values[f"sd_{label}"] = float(x.std()) if len(x) else nan
-        values[f"mssd_{label}"] = mssd(grid.probs[:, k], pairs)
-        values[f"inertia_{label}"] = inertia(grid.probs[:, k], pairs)
+        values[f"mssd_{label}"] = mssd(probs[:, k], pairs)
+        values[f"inertia_{label}"] = inertia(probs[:, k], pairs)
         values[f"dwell_{label}_s"] = float(dwell[k])
 
     coordinates = np.array([CIRCUMPLEX[label] for label in CANONICAL_LABELS])
-    frame_axes, grid_axes = (face_probs @ coordinates).T, (grid.probs @ coordinates).T
-    for axis, series, binned in zip(("valence", "arousal"), frame_axes, grid_axes, strict=True):
-        values[f"{axis}_mean"] = float(series.mean()) if len(series) else nan
-        values[f"{axis}_sd"] = float(series.std()) if len(series) else nan
-        values[f"{axis}_mssd"] = mssd(binned, pairs)
-        values[f"{axis}_inertia"] = inertia(binned, pairs)
+    for axis, series in zip(("valence", "arousal"), (probs @ coordinates).T, strict=True):
+        values[f"{axis}_mean"] = float(series[face].mean()) if n_face else nan
+        values[f"{axis}_sd"] = float(series[face].std()) if n_face else nan
+        values[f"{axis}_mssd"] = mssd(series, pairs)
+        values[f"{axis}_inertia"] = inertia(series, pairs)
 
     values.update(distribution_features(face_probs))
-    matrix, transition_values = transitions(dominant, pairs, grid.step_s, len(CANONICAL_LABELS))
+    matrix, transition_values = transitions(dominant, pairs, len(CANONICAL_LABELS))
     values.update(transition_values)
     for name in INDICATED_FEATURES:
         values[f"{name}{MISSING_SUFFIX}"] = float(math.isnan(values[name]))

@@ -12,7 +12,7 @@ from pathlib import Path
 from fervideo.labels import CANONICAL_LABELS
 
 # Version of the feature definitions. Stored with every session's features; a PHQ head trained on one
-# version refuses sessions of another. "2": dynamics on a 1 s grid, bounded inertia, Quoidbach
+# version refuses sessions of another. "2": dynamics over frames 1 s apart, bounded inertia, Quoidbach
 # emodiversity, dwell 0 s for a never-dominant emotion, missingness indicators, reliability in seconds.
 FEATURE_VERSION = "2"
 MISSING_SUFFIX = "__missing"
@@ -55,9 +55,9 @@ class FeatureDefinition:
 # Why each family can be undefined in a session that has face frames; these get a `<name>__missing`
 # indicator. Features undefined only without any face frame (means, SDs) need none: such a session is
 # unreliable and never reaches a PHQ head.
-NO_PAIRS = "null when no two successive 1 s bins both hold a face"
-INERTIA_UNDEFINED = "null with fewer than 10 successive bin pairs, or when either side of the pairs is constant"
-DWELL_UNDEFINED = "0 s when the emotion never dominates a bin; null when no bin holds a face"
+NO_PAIRS = "null when no two face frames lie 1 s apart (a gap-free second of face)"
+INERTIA_UNDEFINED = "null with under 10 s of pairs 1 s apart, or when either side of the pairs is constant"
+DWELL_UNDEFINED = "0 s when the emotion never dominates a face frame; null without face frames"
 BALANCE_UNDEFINED = "null when P+ + P- = 0 (only neutral and surprise)"
 
 
@@ -69,13 +69,11 @@ def _emotion_definitions(label: str) -> list[FeatureDefinition]:
                           "emotion frequency", "emotion"),
         FeatureDefinition(f"sd_{label}", f"Population SD of P({label}) over face frames.",
                           "emotional variability", "emotion"),
-        FeatureDefinition(f"mssd_{label}", f"Mean squared successive difference of P({label}) over successive "
-                          "1 s bins.", "emotional instability (Jahng et al. 2008)", "emotion",
-                          when_undefined=NO_PAIRS),
-        FeatureDefinition(f"inertia_{label}", f"Pearson correlation of P({label}) in successive 1 s bins "
-                          "(lag 1 s).", "emotional inertia (Kuppens et al. 2010)", "emotion",
-                          when_undefined=INERTIA_UNDEFINED),
-        FeatureDefinition(f"dwell_{label}_s", f"Mean duration of runs of 1 s bins where {label} is dominant.",
+        FeatureDefinition(f"mssd_{label}", f"Mean squared difference of P({label}) between face frames 1 s apart.",
+                          "emotional instability (Jahng et al. 2008)", "emotion", when_undefined=NO_PAIRS),
+        FeatureDefinition(f"inertia_{label}", f"Pearson correlation of P({label}) between face frames 1 s apart.",
+                          "emotional inertia (Kuppens et al. 2010)", "emotion", when_undefined=INERTIA_UNDEFINED),
+        FeatureDefinition(f"dwell_{label}_s", f"Mean duration of runs of {label} as dominant label, in steps of 1 s.",
                           "emotion duration / persistence", "emotion", "s", when_undefined=DWELL_UNDEFINED),
     ]
 
@@ -87,9 +85,9 @@ def _valence_arousal_definitions(axis: str) -> list[FeatureDefinition]:
                           "valence_arousal"),
         FeatureDefinition(f"{axis}_sd", f"Population SD of per-frame expected {axis}.", construct,
                           "valence_arousal"),
-        FeatureDefinition(f"{axis}_mssd", f"Mean squared successive difference of expected {axis} over "
-                          "successive 1 s bins.", construct, "valence_arousal", when_undefined=NO_PAIRS),
-        FeatureDefinition(f"{axis}_inertia", f"Pearson correlation of expected {axis} in successive 1 s bins.",
+        FeatureDefinition(f"{axis}_mssd", f"Mean squared difference of expected {axis} between face frames 1 s "
+                          "apart.", construct, "valence_arousal", when_undefined=NO_PAIRS),
+        FeatureDefinition(f"{axis}_inertia", f"Pearson correlation of expected {axis} between face frames 1 s apart.",
                           construct, "valence_arousal", when_undefined=INERTIA_UNDEFINED),
     ]
 
@@ -148,10 +146,10 @@ def _build_definitions() -> dict[str, FeatureDefinition]:
         FeatureDefinition("pos_neg_balance", "(P+ - P-) / (P+ + P-), P+ = mean P(happiness), "
                           "P- = mean P(anger+disgust+fear+sadness).", "positive-negative affect balance",
                           "distribution", when_undefined=BALANCE_UNDEFINED),
-        FeatureDefinition("self_transition_rate", "Share of successive 1 s bin pairs whose dominant label "
+        FeatureDefinition("self_transition_rate", "Share of face-frame pairs 1 s apart whose dominant label "
                           "repeats.", "emotional stability (transition dynamics)", "transitions",
                           when_undefined=NO_PAIRS),
-        FeatureDefinition("transitions_per_min", "Dominant-label changes between successive 1 s bins per minute "
+        FeatureDefinition("transitions_per_min", "Dominant-label changes between face frames 1 s apart, per minute "
                           "of continuously observed face.", "emotional lability (transition dynamics)",
                           "transitions", "1/min", when_undefined=NO_PAIRS),
     ]
