@@ -142,7 +142,13 @@ def _phq_section(summary: dict[str, Any]) -> Section:
             (f"{phq['coverage']:.0%} interval", f"{phq['lower']:.1f} to {phq['upper']:.1f} (bands: {spans})"),
             ("Severity band of the estimate", phq["band"]),
             ("Model", f"{head['name']}, trained on {head['n_subjects']} subjects / {head['n_sessions']} sessions"),
+            ("Imputed features", "not recorded" if phq.get("imputed_features") is None
+             else f"{phq['imputed_features']} (filled with training medians)"),
+            ("Sample", "not recorded" if phq.get("in_sample") is None else (
+                "out-of-sample" if not phq["in_sample"] else "in-sample (out-of-fold estimate shown)"
+                if phq.get("out_of_fold") else "in-sample")),
         ]
+        section.warnings.extend(phq.get("warnings") or [])  # weak head first: it outweighs every other caveat
         section.warnings.append(" ".join(phq["caveats"]))
         if not phq["classifier_matches"]:
             section.warnings.append("The PHQ model was trained on another emotion classifier than this session's.")

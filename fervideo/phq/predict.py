@@ -194,3 +194,27 @@ def head_report(config: dict) -> dict:
             "beats_baseline": config.get("beats_baseline"), "sample_fps": config.get("sample_fps"),
             "feature_version": config.get("feature_version"),
             "max_imputed_fraction": config.get("max_imputed_fraction"), "caveat": PHQ_CAVEAT, "item9": ITEM9_NOTE}
+
+
+OLD_HEAD_NOTE = ("This head was trained before fervideo compared heads with the mean predictor; retrain it before "
+                 "trusting its estimates.")
+OLD_PREDICTION_NOTE = ("This estimate was made before fervideo counted imputed features and in-sample use; "
+                       "predict it again.")
+
+
+def prediction_warnings(prediction, head) -> list[str]:
+    """What must be shown next to a stored estimate (a phq_predictions row and its phq_heads row): the head's
+    standing against the mean predictor, in-sample use, and imputed features. Every view uses this."""
+    warnings = []
+    if head.beats_baseline is None:
+        warnings.append(OLD_HEAD_NOTE)
+    elif not head.beats_baseline:
+        warnings.append(WEAK_HEAD_WARNING)
+    if prediction.n_imputed is None:
+        warnings.append(OLD_PREDICTION_NOTE)
+    elif prediction.n_imputed:
+        warnings.append(f"{prediction.n_imputed} of the head's {prediction.n_features} features were missing for "
+                        "this session and filled with the training medians.")
+    if prediction.in_sample:
+        warnings.append(IN_SAMPLE_NOTE if prediction.out_of_fold else IN_SAMPLE_NO_OOF_NOTE)
+    return warnings
