@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fervideo.cli.app import DbOption, ItemErrors, app, console, err_console, resolve_sessions
+from fervideo.cli.arguments import existing_file, shown
 from fervideo.errors import InvalidArgumentError, LabelFileError
 
 phq_app = typer.Typer(help="PHQ-8/9 labels, heads and estimates (research estimates, not diagnoses).",
@@ -20,7 +22,7 @@ app.add_typer(phq_app, name="phq")
 
 @labels_app.command("import")
 def labels_import(
-    file: Annotated[Path, typer.Argument(help="Generic PHQ CSV or a DAIC-WOZ split file.")],
+    file: Annotated[Path, typer.Argument(callback=existing_file, help="Generic PHQ CSV or a DAIC-WOZ split file.")],
     db: DbOption = None,
 ) -> None:
     """Import PHQ scores. A file with any bad row imports nothing: the first 50 bad rows are listed with their
@@ -32,9 +34,9 @@ def labels_import(
         result = import_labels(open_database(db), file)
     except LabelFileError as error:
         for warning in getattr(error, "warnings", []):
-            err_console.print(f"warning: {warning}", markup=False, highlight=False)
+            err_console.print(f"warning: {shown(warning)}", highlight=False)
         for problem in error.problems[:MAX_SHOWN_PROBLEMS]:
-            err_console.print(f"  {problem}", markup=False, highlight=False)
+            err_console.print(f"  {shown(problem)}", highlight=False)  # a cell may hold escape sequences
         hidden = len(error.problems) - MAX_SHOWN_PROBLEMS
         if hidden > 0:
             err_console.print(f"  ... and {hidden} more bad row(s)", highlight=False)
@@ -42,10 +44,10 @@ def labels_import(
         raise LabelFileError(f"{file}: {len(error.problems)} bad row(s), nothing imported ({listed})",
                              error.problems) from None
     for warning in result.warnings:
-        err_console.print(f"warning: {warning}", markup=False, highlight=False)
+        err_console.print(f"warning: {shown(warning)}", highlight=False)
     repeated = f", {result.duplicate_rows} repeated row(s) imported once" if result.duplicate_rows else ""
-    console.print(f"{file.name} ({result.file_format}): {result.imported} label(s) imported, "
-                  f"{result.already_present} already present{repeated}", markup=False, highlight=False)
+    console.print(f"{shown(file.name)} ({result.file_format}): {result.imported} label(s) imported, "
+                  f"{result.already_present} already present{repeated}", highlight=False)
 
 
 def _print_label_use(training: dict, instrument: str) -> None:
@@ -60,27 +62,57 @@ def _print_label_use(training: dict, instrument: str) -> None:
                       "dated labels", markup=False)
 
 
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _ci(entry: dict) -> str:
+    dropped = entry.get("n_dropped")
+    note = f" ({dropped} of {entry['n_boot']} resamples undefined)" if dropped else ""
+    return f"{_fmt(entry['ci_low'])} - {_fmt(entry['ci_high'])}{note}"
+
+
+def _print_standing(report: dict) -> None:
+    """The head against the mean predictor, loudly when it does not beat it."""
+    comparison = report["metrics"].get("baseline_comparison")
+    if comparison is None:
+        err_console.print("[yellow]warning:[/yellow] this head predates the baseline check; retrain it")
+        return
+    difference = comparison["mae_difference"]
+    line = (f"MAE(model) - MAE(mean) = {_fmt(difference['value'])}, 95% subject-bootstrap CI {_ci(difference)}")
+    if report.get("beats_baseline"):
+        console.print(f"beats the mean predictor: {line}", markup=False)
+    else:
+        err_console.print(f"[bold red]WARNING: this model does not beat guessing the cohort mean[/bold red] "
+                          f"({escape(line)}). `phq predict` refuses its estimates unless --allow-weak-head, "
+                          "and every view shows them with this warning.")
+
+
 def _print_report(report: dict) -> None:
     from fervideo.phq import PHQ_CAVEAT
 
     metrics = report["metrics"]
     table = Table("metric", "model", "95% CI", "mean baseline", "95% CI",
-                  title=f"PHQ head {report['name']} ({report['model']}, {report['instrument']}, "
+                  title=f"PHQ head {escape(report['name'])} ({report['model']}, {report['instrument']}, "
                         f"cv {metrics['cv']}, {metrics['n_subjects']} subjects, {metrics['n_sessions']} sessions)",
                   title_justify="left")
     for name in metrics["model"]:
         model, base = metrics["model"][name], metrics["mean_baseline"][name]
-
-        def fmt(v):
-            return "-" if v is None else f"{v:.3f}"
-
-        table.add_row(name, fmt(model["value"]), f"{fmt(model['ci_low'])} - {fmt(model['ci_high'])}",
-                      fmt(base["value"]), f"{fmt(base['ci_low'])} - {fmt(base['ci_high'])}")
+        table.add_row(name, _fmt(model["value"]), _ci(model), _fmt(base["value"]), _ci(base))
     console.print(table)
-    conformal = report["conformal"]
-    width = "unbounded" if conformal["halfwidth"] is None else f"+/- {conformal['halfwidth']:.2f}"
-    console.print(f"interval: {width} ({conformal['coverage']:.0%} nominal coverage, {conformal['method']})")
-    console.print(f"classifier: {report['classifier']['name']} ({report['classifier']['sha256'][:12]}), "
+    _print_standing(report)
+    interval = report["interval"]
+    width = interval.get("typical_halfwidth", interval.get("halfwidth"))
+    width = "unbounded (too few subjects)" if width is None else f"typically +/- {width:.2f}"
+    measured = interval.get("empirical_cv_coverage")
+    measured = "not measured" if measured is None else f"{measured:.1%} measured in cross-validation"
+    console.print(f"interval: {interval['method']}, {width}; {interval['coverage']:.0%} nominal coverage, "
+                  f"{measured}", markup=False)
+    if report.get("sample_fps") is not None:
+        console.print(f"accepts sessions sampled at {report['sample_fps']:g} fps with feature definitions "
+                      f"v{report['feature_version']}; refuses sessions with more than "
+                      f"{report['max_imputed_fraction']:.0%} of its features imputed", markup=False)
+    console.print(f"classifier: {escape(report['classifier']['name'])} ({report['classifier']['sha256'][:12]}), "
                   f"sessions from {report['feature_source']}")
     console.print(f"[italic]{PHQ_CAVEAT}[/italic]")
 
@@ -98,6 +130,9 @@ def train(
     coverage: Annotated[float, typer.Option(help="Nominal coverage of prediction intervals.")] = 0.9,
     no_au: Annotated[bool, typer.Option("--no-au", help="Leave out the OpenFace AU feature group.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a head of the same name.")] = False,
+    max_imputed_fraction: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Refuse to estimate a session with more than this share of the head's features "
+                               "missing (filled with training medians).")] = 0.2,
     label_window_days: Annotated[int, typer.Option(
         min=0, help="A dated label belongs to a dated session only if administered within this many days of "
                     "it (PHQ asks about the last two weeks).")] = 14,
@@ -117,7 +152,8 @@ def train(
         result = train_head(open_database(db), name, model=model, cv=cv, split_file=split_file,
                             instrument=instrument, classifier=classifier, labels_file=labels, alpha=alpha,
                             coverage=coverage, include_au=not no_au, overwrite=overwrite,
-                            label_window_days=label_window_days, ignore_unmatched=ignore_unmatched)
+                            label_window_days=label_window_days, ignore_unmatched=ignore_unmatched,
+                            max_imputed_fraction=max_imputed_fraction)
     _print_report(head_report(result.model.config))
     _print_label_use(result.model.config["training"], instrument)
 
@@ -132,26 +168,49 @@ def evaluate(name: Annotated[str, typer.Argument(help="Head name.")], db: DbOpti
     _print_report(head_report(head.config))
 
 
+def _estimate_cells(estimate) -> tuple[str, str, str, str, str]:
+    value = f"{estimate.estimate:.1f} ({estimate.instrument})"
+    if not estimate.beats_baseline:
+        value += " [bold red]weak head[/bold red]"
+    sample = "out-of-sample"
+    if estimate.in_sample:
+        sample = "in-sample, out-of-fold" if estimate.out_of_fold else "[yellow]in-sample[/yellow]"
+    return (value, f"{estimate.lower:.1f} - {estimate.upper:.1f} ({estimate.coverage:.0%})", estimate.band,
+            f"{estimate.n_imputed} of {estimate.n_features}", sample)
+
+
 @phq_app.command()
 def predict(
     session: Annotated[int | None, typer.Argument(help="Session id.")] = None,
     head: Annotated[str, typer.Option("--head", help="Head name.")] = ...,
     all_sessions: Annotated[bool, typer.Option("--all", help="Every finished session.")] = False,
+    allow_weak_head: Annotated[bool, typer.Option(
+        "--allow-weak-head", help="Show estimates of a head that does not beat the mean predictor (with a "
+                                  "warning) instead of refusing them.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Estimate PHQ totals with interval and severity band; unreliable or mismatched sessions are refused."""
-    from fervideo.phq import PHQ_CAVEAT, predict_session
+    """Estimate PHQ totals with interval, severity band, imputed-feature count and in-sample mark; unreliable
+    or mismatched sessions, and every session of a head that does not beat the mean, are refused."""
+    from fervideo.phq import PHQ_CAVEAT, WEAK_HEAD_WARNING, interval_note, predict_session
 
     factory, ids = resolve_sessions(db, session, all_sessions)
-    table = Table("session", "estimate", "interval", "band", title=f"PHQ estimates by head {head}",
-                  title_justify="left")
+    table = Table("session", "estimate", "interval", "band", "imputed features", "sample",
+                  title=f"PHQ estimates by head {escape(head)}", title_justify="left")
     refusals = ItemErrors(len(ids), label="refused", colour="yellow")
+    estimates = []
     for session_id in ids:
         with refusals.guard():
-            estimate = predict_session(factory, session_id, head)
-            table.add_row(str(session_id), f"{estimate.estimate:.1f} ({estimate.instrument})",
-                          f"{estimate.lower:.1f} - {estimate.upper:.1f} ({estimate.coverage:.0%})", estimate.band)
+            estimate = predict_session(factory, session_id, head, allow_weak_head=allow_weak_head)
+            table.add_row(str(session_id), *_estimate_cells(estimate))
+            estimates.append(estimate)
     console.print(table)
+    if any(not estimate.beats_baseline for estimate in estimates):
+        err_console.print(f"[bold red]WARNING:[/bold red] {WEAK_HEAD_WARNING}")
+    if any(estimate.in_sample for estimate in estimates):
+        console.print("in-sample: the head was trained on this subject's labels; the estimate shown is the "
+                      "out-of-fold one (a model fit without the subject) where one exists.", markup=False)
+    if estimates:
+        console.print(interval_note(estimates[0].coverage, estimates[0].interval_method), markup=False)
     console.print(f"[italic]{PHQ_CAVEAT}[/italic]")
     if refusals.count:
         console.print(f"{refusals.count} session(s) refused")
