@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from phq_cohort import add_session, feature_names, make_cohort
 from sqlalchemy import func, select
@@ -22,6 +23,7 @@ from fervideo.phq.matching import (
     PHQ9_WITHOUT_ITEMS,
     SESSION_UNDATED,
     match_label,
+    recorded_labels,
 )
 from fervideo.store import PhqLabel, Subject, open_database
 
@@ -356,3 +358,80 @@ def test_unreadable_label_files(factory, tmp_path):
         import_labels(factory, binary)
     with pytest.raises(DataFileError, match="cannot read"):
         import_labels(factory, tmp_path)
+
+
+# ------------------------------------- 9.11: every view and export shows the label training would use
+def _views_database(factory) -> dict[str, int]:
+    """U: one undated subject-level label (DAIC-WOZ style) and two sessions; D: a label dated 1 June and
+    sessions on 5 June (inside the window) and 1 September (outside); L: a label linked to its session."""
+    from fervideo.store import PhqHead, PhqPrediction
+
+    ids = {}
+    with factory.begin() as db:
+        head = PhqHead(name="h", sha256="h" * 64, instrument="PHQ-8", feature_source="video",
+                       classifier_name="vit-tiny-test", classifier_sha256="a" * 64, n_subjects=10, n_sessions=20,
+                       metrics={})
+        db.add(head)
+        u, d, linked = _subject(db, "U"), _subject(db, "D"), _subject(db, "L")
+        ids["u1"], ids["u2"] = _dated_session(db, u, DAY).id, _dated_session(db, u, None).id
+        ids["d_near"] = _dated_session(db, d, DAY + dt.timedelta(days=4)).id
+        ids["d_far"] = _dated_session(db, d, DAY + dt.timedelta(days=92)).id
+        ids["l"] = _dated_session(db, linked, DAY).id
+        db.add_all([PhqLabel(subject_id=u.id, instrument="PHQ-8", total=11),
+                    PhqLabel(subject_id=d.id, instrument="PHQ-9", total=8, administered_at=DAY, items=NINE_ITEMS),
+                    PhqLabel(subject_id=linked.id, session_id=ids["l"], instrument="PHQ-8", total=15)])
+        db.flush()
+        for session_id in ids.values():
+            db.add(PhqPrediction(session_id=session_id, head_id=head.id, estimate=9.0, lower=5.0, upper=13.0,
+                                 coverage=0.9, band="mild"))
+        ids["head"] = head.id
+        ids["subject_u"], ids["subject_d"] = u.id, d.id
+    return ids
+
+
+EXPECTED_RECORDED = {"u1": 11, "u2": 11, "d_near": 8, "d_far": None, "l": 15}
+
+
+def test_recorded_labels_follow_the_training_rule(factory):
+    ids = _views_database(factory)
+    with factory() as db:
+        found = recorded_labels(db, [ids[key] for key in EXPECTED_RECORDED])
+        as_phq8 = recorded_labels(db, [ids["d_near"]], instrument="PHQ-8")
+    assert {key: found[ids[key]].total if ids[key] in found else None for key in EXPECTED_RECORDED} \
+        == EXPECTED_RECORDED
+    assert found[ids["d_near"]].instrument == "PHQ-9" and as_phq8[ids["d_near"]].total == 6  # item 9 dropped
+
+
+def test_cohort_export_carries_subject_level_labels(factory):
+    from fervideo.export.summary import cohort_table
+
+    ids = _views_database(factory)
+    table = cohort_table(factory).set_index("session_id")
+    for key, total in EXPECTED_RECORDED.items():
+        value = table.loc[ids[key], "phq_recorded_total"]
+        assert pd.isna(value) if total is None else (not pd.isna(value) and value == total), key
+    assert table.loc[ids["d_near"], "phq_recorded_instrument"] == "PHQ-9"
+
+
+def test_session_summary_names_the_matched_label(factory):
+    from fervideo.export.summary import session_summary
+
+    ids = _views_database(factory)
+    assert [r["total"] for r in session_summary(factory, ids["u2"])["phq_recorded"]] == [11]
+    assert session_summary(factory, ids["d_far"])["phq_recorded"] == []
+
+
+def test_dashboard_subject_page_and_cohort_use_the_same_rule(db_url, factory):
+    from apps.dashboard import data
+
+    ids = _views_database(factory)
+    history = data.subject_history(db_url, ids["subject_u"], ("t", 1))
+    assert list(history["sessions"].set_index("session_id").loc[[ids["u1"], ids["u2"]], "recorded_total"]) == [11, 11]
+    assert len(history["recorded"]) == 2  # the undated label, plotted at each session it belongs to
+    dated = data.subject_history(db_url, ids["subject_d"], ("t", 2))
+    totals = dated["sessions"].set_index("session_id")["recorded_total"]
+    assert totals[ids["d_near"]] == 8 and totals.isna()[ids["d_far"]]
+    assert list(dated["recorded"]["recorded_at"]) == [DAY]  # a dated label once, at its own date
+    cohort = data.cohort(db_url, ids["head"], ("t", 3)).set_index("session_id")["recorded"]
+    assert cohort.to_dict() == {ids["u1"]: 11, ids["u2"]: 11, ids["d_near"]: 6, ids["l"]: 15}  # PHQ-8 head
+    assert [r["total"] for r in data.session_labels(db_url, ids["u1"])] == [11]

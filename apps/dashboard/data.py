@@ -27,6 +27,7 @@ from sqlalchemy.orm import sessionmaker
 from apps.dashboard import compute
 from fervideo.errors import DatabaseError
 from fervideo.export import frames_table, session_summary, summary_to_csv, summary_to_json
+from fervideo.phq.matching import recorded_labels
 from fervideo.store import (
     AuditEvent,
     PhqHead,
@@ -193,10 +194,12 @@ def session_predictions(db_url: str, session_id: int) -> list[dict[str, Any]]:
 
 
 def session_labels(db_url: str, session_id: int) -> list[dict[str, Any]]:
+    """The recorded PHQ that belongs to the session (none or one), by fervideo.phq.matching's rule."""
     with reader(db_url)() as db:
-        rows = db.scalars(select(PhqLabel).where(PhqLabel.session_id == session_id).order_by(PhqLabel.id))
+        match = recorded_labels(db, [session_id]).get(session_id)
         # Only the total: item answers (item 9 above all) belong in the clinical record, not here.
-        return [{"instrument": r.instrument, "total": r.total, "administered_at": r.administered_at} for r in rows]
+        return [] if match is None else [{"instrument": match.instrument, "total": match.total,
+                                          "administered_at": match.administered_at}]
 
 
 # -------------------------------------------------------------------------------------------- subject
@@ -219,7 +222,7 @@ def subject_history(db_url: str, subject_id: int, stamp: tuple) -> dict[str, pd.
             select(PhqPrediction, PhqHead.instrument).join(PhqHead)
             .where(PhqPrediction.session_id.in_(ids)).order_by(PhqPrediction.id)
         ).all()
-        labels = db.scalars(select(PhqLabel).where(PhqLabel.subject_id == subject_id).order_by(PhqLabel.id)).all()
+        matches = recorded_labels(db, [s for s, _ in sessions])  # the labels training would use
     when = {s.id: s.recorded_at or s.created_at for s, _ in sessions}
     latest = {p.session_id: (p, instrument) for p, instrument in predictions}  # ordered by id: last wins
     table = pd.DataFrame.from_records([{
@@ -230,17 +233,28 @@ def subject_history(db_url: str, subject_id: int, stamp: tuple) -> dict[str, pd.
         "band": latest[s.id][0].band if s.id in latest else "",
         "instrument": latest[s.id][1] if s.id in latest else "",
         "reliable": bool(f.reliable) if f is not None else None,
+        "recorded_total": matches[s.id].total if s.id in matches else math.nan,
     } for s, f in sessions], columns=["session_id", "recorded_at", "phq_estimate", "phq_lower", "phq_upper", "band",
-                                       "instrument", "reliable"])
+                                       "instrument", "reliable", "recorded_total"])
     features = pd.DataFrame.from_records(
         [{"session_id": s.id, "recorded_at": when[s.id], **{k: (math.nan if v is None else v)
                                                              for k, v in (f.values or {}).items()}}
          for s, f in sessions if f is not None])
-    recorded = pd.DataFrame.from_records([{
-        "session_id": label.session_id, "instrument": label.instrument, "total": label.total,
-        "recorded_at": label.administered_at or when.get(label.session_id) or label.imported_at,
-    } for label in labels], columns=["session_id", "instrument", "total", "recorded_at"])
-    return {"sessions": table, "features": features, "recorded": recorded}
+    return {"sessions": table, "features": features, "recorded": _recorded_points(matches, when)}
+
+
+def _recorded_points(matches: dict, when: dict) -> pd.DataFrame:
+    """Recorded PHQ for the chart: a dated label once, at its own date; an undated one at each session it
+    belongs to (it has no date of its own). Labels that belong to no session are not drawn."""
+    points, drawn = [], set()
+    for session_id, match in matches.items():
+        label = match.label
+        if label.administered_at is not None and label.id in drawn:
+            continue
+        drawn.add(label.id)
+        points.append({"session_id": session_id, "instrument": match.instrument, "total": match.total,
+                       "recorded_at": label.administered_at or when[session_id]})
+    return pd.DataFrame.from_records(points, columns=["session_id", "instrument", "total", "recorded_at"])
 
 
 # --------------------------------------------------------------------------------------------- cohort
@@ -254,19 +268,20 @@ def heads(db_url: str) -> list[dict[str, Any]]:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def cohort(db_url: str, head_id: int, stamp: tuple) -> pd.DataFrame:
-    """Labelled sessions with the head's estimate and the recorded total (latest label per session)."""
+    """Sessions scored by the head that have a recorded PHQ, with the head's latest estimate. The recorded
+    total is fervideo.phq.matching's label in the head's instrument (subject-level labels included)."""
     with reader(db_url)() as db:
+        head = db.get(PhqHead, head_id)
         rows = db.execute(
-            select(PhqPrediction, PhqLabel, VideoSession.subject_id)
-            .join(PhqLabel, PhqLabel.session_id == PhqPrediction.session_id)
-            .join(VideoSession, VideoSession.id == PhqPrediction.session_id)
-            .where(PhqPrediction.head_id == head_id).order_by(PhqPrediction.session_id, PhqLabel.id)
+            select(PhqPrediction, VideoSession).join(VideoSession, VideoSession.id == PhqPrediction.session_id)
+            .where(PhqPrediction.head_id == head_id).order_by(PhqPrediction.session_id, PhqPrediction.id)
         ).all()
+        matches = recorded_labels(db, [s for _, s in rows], instrument=head.instrument if head else None)
     records = {p.session_id: {
-        "session_id": p.session_id, "subject_id": subject_id, "recorded": label.total,
-        "instrument": label.instrument, "estimate": p.estimate, "lower": p.lower, "upper": p.upper,
-        "band": p.band, "inside_interval": bool(p.lower <= label.total <= p.upper),
-    } for p, label, subject_id in rows}
+        "session_id": p.session_id, "subject_id": s.subject_id, "recorded": matches[s.id].total,
+        "instrument": matches[s.id].instrument, "estimate": p.estimate, "lower": p.lower, "upper": p.upper,
+        "band": p.band, "inside_interval": bool(p.lower <= matches[s.id].total <= p.upper),
+    } for p, s in rows if s.id in matches}
     return pd.DataFrame.from_records(list(records.values()), columns=[
         "session_id", "subject_id", "recorded", "instrument", "estimate", "lower", "upper", "band",
         "inside_interval"])

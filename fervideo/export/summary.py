@@ -18,10 +18,10 @@ from fervideo import __version__
 from fervideo.errors import ExportError, NotFoundError
 from fervideo.features import FEATURE_DEFINITIONS
 from fervideo.labels import CANONICAL_LABELS
-from fervideo.phq import ITEM9_NOTE, NOT_A_DIAGNOSIS, interval_note, prediction_warnings, severity_band
+from fervideo.phq import ITEM9_NOTE, NOT_A_DIAGNOSIS, interval_note, severity_band
+from fervideo.phq.matching import LabelMatch, recorded_labels
 from fervideo.store.models import (
     PhqHead,
-    PhqLabel,
     PhqPrediction,
     SessionFeatures,
     SessionStatus,
@@ -43,13 +43,12 @@ def feature_definitions() -> dict[str, str]:
     return {name: definition.definition for name, definition in FEATURE_DEFINITIONS.items()}
 
 
-def phq_caveats(coverage: float | None = None, method: str | None = None) -> list[str]:
+def phq_caveats(coverage: float | None = None) -> list[str]:
     """The caveats shown with every PHQ estimate (summary, report, dashboard): an estimate, not a
-    diagnosis; item 9 not assessed; and, given the interval's nominal coverage and method, what that interval
-    means. Per-estimate warnings (weak head, imputed features, in-sample) come from `prediction_warnings`."""
+    diagnosis; item 9 not assessed; and, given the interval's nominal coverage, what that interval means."""
     caveats = [NOT_A_DIAGNOSIS, ITEM9_NOTE]
     if coverage is not None:
-        caveats.append(interval_note(coverage, method) if method else interval_note(coverage))
+        caveats.append(interval_note(coverage))
     return caveats
 
 
@@ -233,25 +232,19 @@ def _phq_block(found: tuple[PhqPrediction, PhqHead] | None, row: VideoSession) -
             "classifier_sha256": head.classifier_sha256, "n_subjects": head.n_subjects, "n_sessions": head.n_sessions,
         },
         "classifier_matches": head.classifier_sha256 == row.classifier_sha256,
-        # Issue 9: what must travel with the number (None on estimates made before it was recorded).
-        "interval_method": prediction.interval_method,
-        "imputed_features": prediction.n_imputed,
-        "imputed_feature_names": list(prediction.imputed_features or []),
-        "in_sample": prediction.in_sample,
-        "out_of_fold": prediction.out_of_fold,
-        "head_beats_baseline": head.beats_baseline,
-        "warnings": prediction_warnings(prediction, head),
-        "caveats": phq_caveats(float(prediction.coverage), prediction.interval_method),
+        "caveats": phq_caveats(float(prediction.coverage)),
     }
 
 
 def _recorded_phq(session: Session, session_id: int) -> list[dict[str, Any]]:
-    statement = select(PhqLabel).where(PhqLabel.session_id == session_id).order_by(PhqLabel.id)
-    return [
-        {"instrument": label.instrument, "total": int(label.total), "administered_at": _iso(label.administered_at),
-         "items": dict(label.items) if label.items else None}
-        for label in session.scalars(statement)
-    ]
+    """The questionnaire result that belongs to the session by fervideo.phq.matching's rule (the one
+    training uses; subject-level labels included): a list of none or one."""
+    match = recorded_labels(session, [session_id]).get(session_id)
+    if match is None:
+        return []
+    label = match.label
+    return [{"instrument": label.instrument, "total": int(label.total), "administered_at": _iso(label.administered_at),
+             "items": dict(label.items) if label.items else None}]
 
 
 def session_summary(db: DbLike, session_id: int, frames: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -288,7 +281,6 @@ COHORT_LEADING_COLUMNS: tuple[str, ...] = (
 COHORT_TRAILING_COLUMNS: tuple[str, ...] = (
     "features_reliable", "reliability_notes", "feature_version",
     "phq_estimate", "phq_lower", "phq_upper", "phq_coverage", "phq_band", "phq_head", "phq_instrument",
-    "phq_imputed_features", "phq_in_sample", "phq_head_beats_baseline",
     "phq_recorded_total", "phq_recorded_instrument", "phq_recorded_at",
     "package_version", "classifier_name", "classifier_sha256", "detector_name", "settings_key", "video_sha256",
     "device", "processed_at",
@@ -327,9 +319,9 @@ def _latest_predictions(session: Session, ids: list[int]) -> dict[int, tuple[Phq
     return _by_session(session, statement, PhqPrediction.session_id, ids)
 
 
-def _latest_labels(session: Session, ids: list[int]) -> dict[int, PhqLabel]:
-    statement = select(PhqLabel.session_id, PhqLabel).order_by(PhqLabel.administered_at, PhqLabel.id)
-    return _by_session(session, statement, PhqLabel.session_id, ids)
+def _latest_labels(session: Session, ids: list[int]) -> dict[int, LabelMatch]:
+    """Each session's recorded label by fervideo.phq.matching's rule (subject-level labels included)."""
+    return recorded_labels(session, ids)
 
 
 def _feature_order(names: set[str]) -> list[str]:
@@ -354,9 +346,6 @@ def _cohort_row(row: VideoSession, code: str, features, found, label) -> dict[st
         "phq_band": prediction.band if prediction else None,
         "phq_head": head.name if head else None,
         "phq_instrument": head.instrument if head else None,
-        "phq_imputed_features": prediction.n_imputed if prediction else None,
-        "phq_in_sample": prediction.in_sample if prediction else None,
-        "phq_head_beats_baseline": head.beats_baseline if head else None,
         "phq_recorded_total": label.total if label else None,
         "phq_recorded_instrument": label.instrument if label else None,
         "phq_recorded_at": label.administered_at if label else None,
@@ -375,8 +364,7 @@ COHORT_DTYPES: dict[str, str] = {
     "sampled_frames": "Int64", "face_frames": "Int64", "face_coverage": "float64", "features_reliable": "boolean",
     "reliability_notes": "string", "feature_version": "string", "phq_estimate": "float64", "phq_lower": "float64",
     "phq_upper": "float64", "phq_coverage": "float64", "phq_band": "string", "phq_head": "string",
-    "phq_instrument": "string", "phq_imputed_features": "Int64", "phq_in_sample": "boolean",
-    "phq_head_beats_baseline": "boolean", "phq_recorded_total": "Int64", "phq_recorded_instrument": "string",
+    "phq_instrument": "string", "phq_recorded_total": "Int64", "phq_recorded_instrument": "string",
     "package_version": "string", "classifier_name": "string", "classifier_sha256": "string",
     "detector_name": "string", "settings_key": "string", "video_sha256": "string", "device": "string",
 }
@@ -384,7 +372,7 @@ COHORT_DTYPES: dict[str, str] = {
 
 def cohort_table(db: DbLike, session_ids: Sequence[int] | None = None, subject: str | None = None) -> pd.DataFrame:
     """One row per finished session: features (prefixed `feat_`), the latest PHQ estimate with its
-    interval and band, the recorded PHQ where one is linked to the session, and provenance.
+    interval and band, the recorded PHQ that belongs to the session (fervideo.phq.matching), and provenance.
 
     `session_ids=None` means every finished session (of `subject`, if given). Sessions that are not
     done are left out. Feature columns follow fervideo.features' declared order, then alphabetical.

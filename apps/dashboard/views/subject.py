@@ -32,8 +32,7 @@ if sessions["phq_estimate"].notna().any() or len(recorded):
 else:
     st.info("No PHQ estimates or recorded PHQ scores for this subject yet.")
 
-table = sessions.merge(recorded.groupby("session_id", as_index=False)["total"].last()
-                       .rename(columns={"total": "recorded_total"}), on="session_id", how="left")
+table = sessions  # its recorded_total is the label training would use (fervideo.phq.matching)
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "recorded_at": st.column_config.DatetimeColumn("recorded", format="YYYY-MM-DD"),
     "phq_estimate": st.column_config.NumberColumn("PHQ estimate", format="%.1f"),
