@@ -14,6 +14,7 @@ from fervideo.phq.evaluation import *  # noqa: F403
 from fervideo.phq.head_store import *  # noqa: F403
 from fervideo.phq.interval import *  # noqa: F403
 from fervideo.phq.labels import *  # noqa: F403
+from fervideo.phq.matching import *  # noqa: F403
 from fervideo.phq.predict import *  # noqa: F403
 from fervideo.phq.splits import *  # noqa: F403
 from fervideo.phq.train import *  # noqa: F403
