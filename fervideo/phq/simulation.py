@@ -19,7 +19,7 @@ from fervideo.phq.interval import Calibration, naive_halfwidth
 
 @dataclass
 class CoverageResult:
-    sessions_per_subject: int
+    sessions_per_subject: int | None  # None: unbalanced, 1 to 12
     nominal: float
     cv_plus: float  # measured coverage of the subject-weighted CV+ interval
     naive: float  # measured coverage of the old naive interval
@@ -39,16 +39,21 @@ def _apply(coef: np.ndarray, X: np.ndarray) -> np.ndarray:
     return coef[0] + X @ coef[1:]
 
 
-def _cohort(rng, n_subjects: int, sessions: int, beta: np.ndarray, effect_sd: float, session_sd: float):
+def _cohort(rng, n_subjects: int, sessions: int | None, beta: np.ndarray, effect_sd: float, session_sd: float):
+    """`sessions` per subject; None: an unbalanced cohort, 1 to 12 sessions, where subjects seen often are the
+    well-predicted ones (random effect SD / 3) -- per-session residuals then over-weight easy subjects."""
+    counts = np.full(n_subjects, sessions) if sessions else rng.integers(1, 13, size=n_subjects)
+    effect_scale = np.ones(n_subjects) if sessions else np.where(counts > 6, 1 / 3, 1.0)
     traits = rng.normal(size=(n_subjects, len(beta)))
-    labels = traits @ beta + rng.normal(scale=effect_sd, size=n_subjects)
-    X = np.repeat(traits, sessions, axis=0) + rng.normal(scale=session_sd, size=(n_subjects * sessions, len(beta)))
-    return X, np.repeat(labels, sessions), np.repeat(np.arange(n_subjects), sessions)
+    labels = traits @ beta + rng.normal(scale=effect_sd, size=n_subjects) * effect_scale
+    X = np.repeat(traits, counts, axis=0) + rng.normal(scale=session_sd, size=(int(counts.sum()), len(beta)))
+    return X, np.repeat(labels, counts), np.repeat(np.arange(n_subjects), counts)
 
 
-def measure_coverage(sessions_per_subject: int, n_subjects: int = 40, n_folds: int = 5, coverage: float = 0.9,
+def measure_coverage(sessions_per_subject: int | None, n_subjects: int = 40, n_folds: int = 5, coverage: float = 0.9,
                      n_replicates: int = 200, n_test: int = 100, seed: int = 0) -> CoverageResult:
-    """Empirical coverage over `n_replicates` training cohorts, each tested on `n_test` new subjects."""
+    """Empirical coverage over `n_replicates` training cohorts, each tested on `n_test` new subjects (one session
+    each; in the unbalanced cohort, a new subject's random effect is drawn as the cohort's subjects' are)."""
     rng = np.random.default_rng(seed)
     beta = np.array([2.0, -1.5, 1.0, 0.0, 0.0])
     hits_cv_plus = hits_naive = 0
@@ -63,7 +68,9 @@ def measure_coverage(sessions_per_subject: int, n_subjects: int = 40, n_folds: i
             oof[fold == k] = _apply(coef, X[fold == k])
         calibration = Calibration.from_out_of_fold(y, oof, fold, groups.astype(str), coverage)
         refit = _ridge(X, y)
-        X_new, y_new, _ = _cohort(rng, n_test, 1, beta, effect_sd=2.0, session_sd=0.7)
+        X_new, y_new, test_groups = _cohort(rng, n_test, sessions_per_subject, beta, effect_sd=2.0, session_sd=0.7)
+        first = np.r_[True, test_groups[1:] != test_groups[:-1]]  # one session per new subject
+        X_new, y_new = X_new[first], y_new[first]
         fold_predictions = np.column_stack([_apply(coef, X_new) for coef in models])
         for row in range(n_test):
             lower, upper = calibration.cv_plus(fold_predictions[row])
