@@ -115,7 +115,13 @@ def test_method_is_named_in_the_interval_note():
     assert "split-conformal" not in interval_note(0.9)
 
 
-@pytest.mark.parametrize("sessions", [1, 3, 6])
+@pytest.mark.parametrize("sessions", [1, 3, 6, None])  # None: 1 to 12 sessions per subject
 def test_cv_plus_coverage_within_three_points_of_nominal(sessions):
     result = measure_coverage(sessions, n_subjects=60, n_replicates=60, n_test=100, seed=11)
     assert abs(result.cv_plus - 0.9) <= 0.03, result
+
+
+def test_regression_per_session_residuals_undercover_an_unbalanced_cohort():
+    # The old interval ranked residuals per session, so subjects seen often (here: the easy ones) set it.
+    result = measure_coverage(None, n_subjects=60, n_replicates=60, n_test=100, seed=11)
+    assert result.naive < 0.885 < result.cv_plus, result
