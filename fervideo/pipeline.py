@@ -4,6 +4,13 @@ Decoding runs one chunk ahead in a background thread (decord and torch both rele
 two cores stay busy with decoding and the networks at once. Each chunk's rows are written in their
 own transaction; the session turns `done` only after the last one, and a failure marks it `failed`
 with the error, so a half-processed session never looks complete.
+
+While it runs, a session holds a lease (fervideo/store/leases.py) renewed by a heartbeat thread. A
+session left `running` by a killed process is seen as interrupted and redone by the next run; the redo
+is a new session, and the superseded ones (interrupted, failed, or replaced with --force) are deleted
+only once it is done. A stop request (SIGINT/SIGTERM, see `request_stop`) is honoured between chunks:
+the current chunk's transaction completes, the session is marked `interrupted`, ProcessingInterrupted
+is raised.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fervideo import __version__
 from fervideo.emotion import EmotionClassifier, load_classifier
-from fervideo.errors import DatabaseError, InvalidArgumentError
+from fervideo.errors import DatabaseError, FervideoError, InvalidArgumentError
 from fervideo.faces import FaceAnalyzer, FaceBatch
 from fervideo.features import store_session_features
 from fervideo.labels import CANONICAL_LABELS
@@ -45,6 +52,7 @@ from fervideo.store import (
     get_or_create_subject,
     open_database,
 )
+from fervideo.store.leases import Heartbeat, lease_expired, lease_values
 from fervideo.utils import sha256_file
 from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, VideoStream
 
@@ -55,11 +63,45 @@ QUALITY_SOURCE_KEYS = {"face_size": "face_size", "sharpness": "sharpness", "yaw"
 ProgressCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned)
 
 
+class ProcessingInterrupted(Exception):
+    """Processing stopped on request (a signal) between chunks; the session is marked `interrupted`."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(f"interrupted by signal {signal_number}")
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number  # 130 for SIGINT, 143 for SIGTERM
+
+
+class SessionBusyError(FervideoError):
+    """Another live process holds the lease of a running session of the same video and settings."""
+
+
+# Set by a signal handler (request_stop); checked by the pipeline after each chunk's transaction.
+_stop_signal: int | None = None
+
+
+def request_stop(signal_number: int) -> None:
+    """Ask the running `process` call to stop after its current chunk (safe in a signal handler)."""
+    global _stop_signal
+    _stop_signal = signal_number
+
+
+def clear_stop_request() -> None:
+    global _stop_signal
+    _stop_signal = None
+
+
+def _raise_if_stop_requested() -> None:
+    if _stop_signal is not None:
+        raise ProcessingInterrupted(_stop_signal)
+
+
 @dataclass
 class ProcessResult:
     session_id: int
     frames: pd.DataFrame
     skipped: bool = False  # True when an identical earlier run was reused
+    warnings: list[str] = field(default_factory=list)  # e.g. "decode_incomplete: 45 of 50 planned frames decoded"
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -147,9 +189,10 @@ def _writing(factory: sessionmaker, what: str) -> Iterator[Session]:
         with factory.begin() as db:
             yield db
     except OperationalError as exc:
-        raise DatabaseError(
-            f"cannot write {what}: {exc.orig}; another program may hold a lock on the database, retry later"
-        ) from None
+        from fervideo.store.engine import describe_database_error  # says read-only, locked, full, ...
+
+        where = factory.kw["bind"].url.render_as_string()  # password hidden
+        raise DatabaseError(f"cannot write {what}: {describe_database_error(exc, where)}") from None
 
 
 class SessionProcessor:
@@ -199,18 +242,25 @@ class SessionProcessor:
         return hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
 
     def _find_done_session(self, subject_code: str, video_sha256: str) -> int | None:
+        """The done session of this video and settings; SessionBusyError if another process holds one."""
         with self.db() as db:
-            return db.scalar(
-                select(VideoSession.id)
+            earlier = db.scalars(
+                select(VideoSession)
                 .join(Subject)
                 .where(
                     Subject.code == subject_code,
                     VideoSession.video_sha256 == video_sha256,
                     VideoSession.settings_key == self.settings_key,
-                    VideoSession.status == SessionStatus.DONE,
                 )
                 .order_by(VideoSession.id.desc())
+            ).all()
+        live = [s for s in earlier if s.status == SessionStatus.RUNNING and not lease_expired(s)]
+        if live:
+            raise SessionBusyError(
+                f"session {live[0].id} of this video is being processed by {live[0].lease_host} "
+                f"(pid {live[0].lease_pid}); retry once it is done or its lease has expired"
             )
+        return next((s.id for s in earlier if s.status == SessionStatus.DONE), None)
 
     def _start_session(self, path: Path, video_sha256: str, subject_code: str,
                        recorded_at: dt.datetime | None, stream: VideoStream) -> int:
@@ -230,9 +280,11 @@ class SessionProcessor:
                 codec=info.codec,
                 rotation=info.rotation,
                 sample_fps=self.sample_fps,
+                frames_planned=len(stream),
                 settings_key=self.settings_key,
                 status=SessionStatus.RUNNING,
                 started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                **lease_values(),
                 package_version=__version__,
                 classifier_name=self.classifier.name,
                 classifier_sha256=self.classifier.weights_sha256,
@@ -245,33 +297,40 @@ class SessionProcessor:
             db.flush()
             return session.id
 
-    def _finish_session(self, session_id: int, table: pd.DataFrame, elapsed: float, force: bool) -> None:
+    def _finish_session(self, session_id: int, table: pd.DataFrame, elapsed: float, decode_record: dict) -> None:
         with _writing(self.db, "the session's completion") as db:
             session = db.get(VideoSession, session_id)
+            for column, value in decode_record.items():  # frames planned vs decoded, warnings
+                setattr(session, column, value)
             session.status = SessionStatus.DONE
             session.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             session.processing_s = elapsed
             session.sampled_frames = len(table)
             session.face_frames = int(table["face_found"].sum())
-            if force:
-                # The new run is complete, so the runs it replaces can go now (not before).
-                db.execute(
-                    delete(VideoSession).where(
-                        VideoSession.subject_id == session.subject_id,
-                        VideoSession.video_sha256 == session.video_sha256,
-                        VideoSession.settings_key == session.settings_key,
-                        VideoSession.id != session_id,
-                    )
+            # The new run is complete, so the runs it replaces (interrupted, failed, or done ones a --force
+            # redoes) can go now, not before. A run still live elsewhere is left to finish.
+            earlier = db.scalars(
+                select(VideoSession).where(
+                    VideoSession.subject_id == session.subject_id,
+                    VideoSession.video_sha256 == session.video_sha256,
+                    VideoSession.settings_key == session.settings_key,
+                    VideoSession.id != session_id,
                 )
+            ).all()
+            superseded = [s.id for s in earlier if s.status != SessionStatus.RUNNING or lease_expired(s)]
+            if superseded:
+                db.execute(delete(VideoSession).where(VideoSession.id.in_(superseded)))
 
     def _fail_session(self, session_id: int, error: BaseException) -> None:
-        """Mark the session failed and drop its partial frames, so nothing half-done can be exported."""
+        """Mark the session failed (or interrupted, when stopped on request) and drop its partial frames,
+        so nothing half-done can be exported."""
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        stopped = isinstance(error, ProcessingInterrupted | KeyboardInterrupt)
         try:
             with self.db.begin() as db:
                 db.execute(delete(Frame).where(Frame.session_id == session_id))
                 session = db.get(VideoSession, session_id)
-                session.status = SessionStatus.FAILED
+                session.status = SessionStatus.INTERRUPTED if stopped else SessionStatus.FAILED
                 session.error = f"{type(error).__name__}: {message}"[:2000]
                 session.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         except OperationalError:
@@ -285,8 +344,14 @@ class SessionProcessor:
         recorded_at: dt.datetime | None = None,
         force: bool = False,
         progress: ProgressCallback | None = None,
+        on_session: Callable[[int], None] | None = None,
     ) -> ProcessResult:
-        """Process one video into a stored session and return its per-frame table."""
+        """Process one video into a stored session and return its per-frame table.
+
+        `on_session` is told the new session's id as soon as it exists (a batch runner uses it to mark
+        the session of a worker it had to kill). A stop request raises ProcessingInterrupted after the
+        current chunk; another live process on the same video raises SessionBusyError.
+        """
         path = Path(path)
         started = time.perf_counter()
         # Opening the stream probes the file: it fails fast, before anything is written.
@@ -299,23 +364,28 @@ class SessionProcessor:
             return ProcessResult(existing, table, skipped=True)
 
         session_id = self._start_session(path, video_sha256, subject, recorded_at, stream)
+        if on_session:
+            on_session(session_id)
         self.faces.reset()
         tables: list[pd.DataFrame] = []
         timings = {"faces_s": 0.0, "emotion_s": 0.0, "store_s": 0.0}
         try:
-            for chunk in _prefetched(iter(stream)):
-                tables.append(self._process_chunk(session_id, chunk, stream.scale, timings))
-                if progress:
-                    progress(sum(len(t) for t in tables), len(stream))
+            with Heartbeat(self.db, session_id):
+                for chunk in _prefetched(iter(stream)):
+                    tables.append(self._process_chunk(session_id, chunk, stream.scale, timings))
+                    _raise_if_stop_requested()
+                    if progress:
+                        progress(sum(len(t) for t in tables), len(stream))
             table = pd.concat(tables, ignore_index=True)
             elapsed = time.perf_counter() - started
-            self._finish_session(session_id, table, elapsed, force)
+            self._finish_session(session_id, table, elapsed, stream.decode_record())
         except BaseException as error:  # KeyboardInterrupt too: the session must not stay "running"
             self._fail_session(session_id, error)
             raise
         store_session_features(self.db, session_id, recompute=True, frames=table)  # docs/features.md
         timings["total_s"] = elapsed
-        return ProcessResult(session_id, table[list(FRAME_TABLE_COLUMNS)], timings=timings)
+        return ProcessResult(session_id, table[list(FRAME_TABLE_COLUMNS)], timings=timings,
+                             warnings=stream.warnings)
 
     def _process_chunk(self, session_id: int, chunk: FrameChunk, scale: float, timings: dict) -> pd.DataFrame:
         tick = time.perf_counter()

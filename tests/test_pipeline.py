@@ -147,9 +147,11 @@ def _bad_input_cases(tmp_path):
     mismatched = tmp_path / "eight_classes.pth"
     torch.save(ViTTinyFER(num_classes=8).state_dict(), mismatched)
     ok = str(tmp_path / "g.mp4")
+    empty_folder = tmp_path / "no_videos"
+    empty_folder.mkdir()
     return {
         "missing file": ([str(tmp_path / "nope.mp4")], "no such file"),
-        "directory": ([str(tmp_path)], "is a directory"),
+        "folder without videos": ([str(empty_folder)], "no video files"),
         "zero-length": ([str(tmp_path / "empty.mp4")], "empty"),
         "not a video": ([str(tmp_path / "text.mp4")], "cannot be decoded"),
         "no decodable frames": ([str(tmp_path / "cut.mp4")], "cannot be decoded"),
@@ -161,7 +163,7 @@ def _bad_input_cases(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case", ["missing file", "directory", "zero-length", "not a video", "no decodable frames", "unknown model",
+    "case", ["missing file", "folder without videos", "zero-length", "not a video", "no decodable frames", "unknown model",
              "mismatched checkpoint", "hub unreachable offline", "negative fps"],
 )
 def test_bad_input_one_line_error_nonzero_exit_nothing_written(capsys, tmp_path, db_url, case):

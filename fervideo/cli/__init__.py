@@ -18,12 +18,13 @@ from collections.abc import Sequence
 
 import typer
 
-import fervideo.cli.commands_core  # noqa: F401  (registers process, sessions, models, db, version)
+import fervideo.cli.commands_core  # noqa: F401  (registers sessions, models, db, version)
 import fervideo.cli.commands_dashboard  # noqa: F401  (registers `fervideo dashboard`)
 import fervideo.cli.commands_export  # noqa: F401  (registers `fervideo export`)
 import fervideo.cli.commands_features  # noqa: F401  (registers `fervideo features`)
 import fervideo.cli.commands_openface  # noqa: F401  (registers `fervideo import-openface`)
 import fervideo.cli.commands_phq  # noqa: F401  (registers `fervideo phq`)
+import fervideo.cli.commands_process  # noqa: F401  (registers `fervideo process`: one video or a batch)
 import fervideo.cli.commands_train  # noqa: F401  (registers `fervideo train`)
 from fervideo.cli.app import app, err_console
 from fervideo.cli.arguments import shown

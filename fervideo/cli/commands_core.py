@@ -32,9 +32,11 @@ def _sessions_table(rows) -> Table:
     are never wrapped or cut: on a narrow terminal the free-text columns fold onto more lines instead."""
     table = data_table("id", "subject", "recorded", "video", "duration", "face %", "status", "classifier",
                        whole=("id", "recorded", "duration", "face %"))
+    from fervideo.store.leases import display_status
+
     for row in rows:
         face = f"{row.face_frames / row.sampled_frames:.0%}" if row.sampled_frames else "-"
-        status = row.status + (f" ({row.error[:40]})" if row.error else "")
+        status = display_status(row) + (f" ({row.error[:40]})" if row.error else "")  # expired lease: interrupted
         status += "".join(f"; {warning}" for warning in row.warnings or [])  # e.g. decode_incomplete: 45 of 50
         table.add_row(
             str(row.id), shown(row.subject.code), row.recorded_at.date().isoformat() if row.recorded_at else "-",

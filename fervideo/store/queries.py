@@ -37,3 +37,18 @@ def list_sessions(db: Session, subject_code: str | None = None) -> list[VideoSes
     if subject_code is not None:
         statement = statement.where(Subject.code == subject_code)
     return list(db.scalars(statement))
+
+
+def abandon_session(db: Session, session_id: int, status: str, reason: str) -> bool:
+    """End a session its worker could not end (killed on a time limit, lost): drop its partial frames,
+    set `status` and the reason. Only a session still `running` is touched; returns whether it was."""
+    from sqlalchemy import delete
+
+    from fervideo.store.models import SessionStatus, utcnow
+
+    session = db.get(VideoSession, session_id)
+    if session is None or session.status != SessionStatus.RUNNING:
+        return False
+    db.execute(delete(Frame).where(Frame.session_id == session_id))
+    session.status, session.error, session.finished_at = status, reason[:2000], utcnow()
+    return True

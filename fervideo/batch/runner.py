@@ -1,0 +1,294 @@
+"""The batch runner, between the CLI and the pipeline: it hands planned work items to workers (local
+processes here, Ray actors in fervideo.batch.ray_pool), enforces the per-video time limit, retries a
+video whose worker died, forwards SIGINT/SIGTERM, and collects one outcome per item for the final table.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fervideo.batch.local import STOP_GRACE_S, LocalPool, WorkerSlot
+from fervideo.batch.plan import WorkItem
+from fervideo.batch.work import BUSY, DONE, FAILED, INTERRUPTED, SKIPPED, ItemOutcome, WorkerSettings
+from fervideo.errors import FervideoError
+
+DEFAULT_VIDEO_TIMEOUT_S = 6 * 3600.0  # generous: hours of video on a slow CPU still fit; 0 = no limit
+DEFAULT_RETRIES = 1  # a video whose worker died (OOM killer, lost node) is handed on once more
+THREADS_PER_CPU_WORKER = 4  # torch gains little beyond ~4 intra-op threads on these small batches
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_workers(device: str) -> int:
+    """Workers that fit this machine: one on a GPU (it is the bottleneck and holds the networks once);
+    on CPU as many as give each worker ~4 torch threads (workers x threads = cores)."""
+    if device.startswith("cuda"):
+        return 1
+    if device == "auto" and Path("/dev/nvidiactl").exists():  # no driver, no GPU: skip importing torch here
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+    return max(1, available_cores() // THREADS_PER_CPU_WORKER)
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, available_cores() // max(1, workers))
+
+
+class BatchObserver:
+    """What the runner tells its caller (the CLI draws progress from it). Every method may be left as is."""
+
+    def model_ready(self, info: dict) -> None: ...
+
+    def video_started(self, index: int, item: WorkItem) -> None: ...
+
+    def video_progress(self, index: int, done: int, planned: int) -> None: ...
+
+    def video_finished(self, index: int, item: WorkItem, outcome: ItemOutcome) -> None: ...
+
+
+@dataclass
+class BatchResult:
+    items: list[WorkItem]
+    outcomes: list[ItemOutcome | None]  # None: not run (the batch was stopped first)
+    stop_signal: int | None = None
+    model: dict = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o is not None and o.status == status)
+
+    @property
+    def exit_code(self) -> int:
+        """128+signal when stopped; a single video's own error code; 1 when any video failed; else 0."""
+        if self.stop_signal:
+            return 128 + self.stop_signal
+        failed = [o for o in self.outcomes if o is None or o.status in (FAILED, INTERRUPTED)]
+        if len(self.items) == 1 and failed and failed[0] is not None:
+            return failed[0].exit_code or 1
+        return 1 if failed else 0
+
+
+def worker_startup_error(name: str, message: str, exit_code: int) -> FervideoError:
+    """The error a worker hit while loading, rebuilt in the runner with its class and exit code."""
+    import fervideo.errors as errors
+
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, FervideoError):
+        try:
+            return cls(message)
+        except TypeError:
+            pass
+    error = FervideoError(message)
+    error.exit_code = exit_code
+    return error
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM during a batch: remember the first, forward it to the workers (which finish their
+    chunk and mark their session interrupted), dispatch nothing more."""
+
+    def __init__(self, forward) -> None:
+        self.signal: int | None = None
+        self.at = 0.0
+        self.forward = forward
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, _frame) -> None:
+        if self.signal is None:
+            self.signal, self.at = number, time.monotonic()
+        self.forward(number)
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def mark_abandoned(db_url: str | None, session_id: int | None, status: str, reason: str) -> None:
+    """Record in the database why a killed worker's session ended (its frames are dropped)."""
+    if session_id is None:
+        return
+    from fervideo.store import open_database
+    from fervideo.store.queries import abandon_session
+
+    factory = open_database(db_url)
+    with factory.begin() as db:
+        abandon_session(db, session_id, status, reason)
+
+
+class LocalRunner:
+    """Runs a batch on a LocalPool; see module docstring."""
+
+    def __init__(self, items: list[WorkItem], settings: WorkerSettings, workers: int,
+                 video_timeout_s: float = DEFAULT_VIDEO_TIMEOUT_S, observer: BatchObserver | None = None,
+                 retries: int = DEFAULT_RETRIES, busy_wait_s: float | None = None) -> None:
+        from fervideo.store.leases import lease_timeout_s
+
+        self.items, self.settings = items, settings
+        self.observer = observer or BatchObserver()
+        self.video_timeout_s, self.retries = video_timeout_s, retries
+        # A video busy in another live process is retried until that lease could have expired.
+        self.busy_wait_s = lease_timeout_s() + 30 if busy_wait_s is None else busy_wait_s
+        self.pool = LocalPool(settings, max(1, min(workers, len(items))))
+        self.result = BatchResult(items, [None] * len(items))
+        self.pending: deque[int] = deque(range(len(items)))
+        self.busy_since: dict[int, float] = {}
+        self.not_before: dict[int, float] = {}
+        self.attempts: dict[int, int] = {}
+        self.early_deaths = 0
+
+    def run(self) -> BatchResult:
+        with _StopSignals(self.pool.signal_all) as stop:
+            self.pool.start()
+            try:
+                self._loop(stop)
+            finally:
+                self.pool.close()
+            self.result.stop_signal = stop.signal
+        return self.result
+
+    def _loop(self, stop: _StopSignals) -> None:
+        while True:
+            if stop.signal is None:
+                self._dispatch()
+            in_flight = [slot for slot in self.pool.slots if slot.index is not None]
+            if not in_flight and (stop.signal is not None or not self.pending):
+                return
+            for slot, message in self.pool.events(timeout=0.5):
+                self._handle(slot, message, stop)
+            self._enforce_limits(stop)
+
+    def _dispatch(self) -> None:
+        now = time.monotonic()
+        for slot in self.pool.slots:
+            if not slot.idle:
+                continue
+            index = next((i for i in self.pending if self.not_before.get(i, 0) <= now), None)
+            if index is None:
+                return
+            self.pending.remove(index)
+            self.pool.send(slot, index, self.items[index])
+            self.observer.video_started(index, self.items[index])
+
+    def _finish(self, slot: WorkerSlot | None, outcome: ItemOutcome) -> None:
+        if slot is not None:
+            slot.index = None
+        self.result.outcomes[outcome.index] = outcome
+        self.observer.video_finished(outcome.index, self.items[outcome.index], outcome)
+
+    def _handle(self, slot: WorkerSlot, message: tuple | None, stop: _StopSignals) -> None:
+        if message is None:
+            self._worker_ended(slot, stop)
+            return
+        kind = message[0]
+        if kind == "ready":
+            slot.ready = True
+            if not self.result.model:
+                self.result.model = message[1]
+                self.observer.model_ready(message[1])
+        elif kind == "startup_failed":
+            raise worker_startup_error(*message[1:])
+        elif kind == "session":
+            slot.session_id = message[2]
+        elif kind == "progress":
+            self.observer.video_progress(message[1], message[2], message[3])
+        elif kind == "outcome":
+            self._outcome(slot, message[1])
+
+    def _outcome(self, slot: WorkerSlot, outcome: ItemOutcome) -> None:
+        if outcome.status == BUSY:
+            first = self.busy_since.setdefault(outcome.index, time.monotonic())
+            if time.monotonic() - first < self.busy_wait_s:
+                slot.index = None
+                self.not_before[outcome.index] = time.monotonic() + min(10.0, self.busy_wait_s / 4)
+                self.pending.append(outcome.index)
+                return
+            outcome.status = SKIPPED  # still held by a live process elsewhere: that one will finish it
+        self._finish(slot, outcome)
+
+    def _worker_ended(self, slot: WorkerSlot, stop: _StopSignals) -> None:
+        index = slot.index
+        code = slot.process.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        if index is not None and self.result.outcomes[index] is None:
+            if stop.signal is not None:
+                reason = f"interrupted by signal {stop.signal}"
+                mark_abandoned(self.settings.db_url, slot.session_id, INTERRUPTED, reason)
+                self._finish(slot, ItemOutcome(index, INTERRUPTED, slot.session_id, reason=reason,
+                                               exit_code=128 + stop.signal))
+            else:
+                self.attempts[index] = self.attempts.get(index, 0) + 1
+                reason = f"the worker process died ({how})"
+                mark_abandoned(self.settings.db_url, slot.session_id, INTERRUPTED, reason)
+                if self.attempts[index] <= self.retries:
+                    slot.index = None
+                    self.pending.appendleft(index)
+                else:
+                    self._finish(slot, ItemOutcome(index, FAILED, slot.session_id, reason=reason, exit_code=1))
+        elif not slot.ready and stop.signal is None:
+            self.early_deaths += 1
+            if self.early_deaths > 2 * self.pool.size + 2:
+                raise FervideoError(f"worker processes keep dying while loading the networks ({how})")
+        if stop.signal is None:
+            self.pool.replace(slot)
+        else:
+            slot.index = None
+            self.pool.kill(slot)
+
+    def _enforce_limits(self, stop: _StopSignals) -> None:
+        now = time.monotonic()
+        for slot in list(self.pool.slots):
+            if slot.index is None:
+                continue
+            if stop.signal is not None and now - stop.at > STOP_GRACE_S:
+                self.pool.kill(slot)
+                self._worker_ended(slot, stop)
+            elif stop.signal is None and self.video_timeout_s and now - slot.started > self.video_timeout_s:
+                reason = f"timed out after {self.video_timeout_s:g} s (--video-timeout)"
+                mark_abandoned(self.settings.db_url, slot.session_id, FAILED, reason)
+                index, session_id = slot.index, slot.session_id
+                self._finish(slot, ItemOutcome(index, FAILED, session_id, reason=reason, exit_code=1))
+                self.pool.replace(slot)
+
+
+def run_batch(items: list[WorkItem], settings: WorkerSettings, workers: int | None = None,
+              video_timeout_s: float = DEFAULT_VIDEO_TIMEOUT_S, observer: BatchObserver | None = None,
+              retries: int = DEFAULT_RETRIES, ray_address: str | None = None, use_ray: bool = False,
+              busy_wait_s: float | None = None) -> BatchResult:
+    """Process `items` with `workers` local processes (default: what fits the machine) or on Ray.
+
+    A video whose session is live in another process is retried for `busy_wait_s` (default: until its
+    lease could have expired), then reported as skipped: that process will finish it."""
+    from fervideo.store import open_database
+
+    open_database(settings.db_url)  # create or check it once here: workers starting together must not race
+    workers = workers or default_workers(settings.device)
+    if not settings.threads:
+        from dataclasses import replace
+
+        settings = replace(settings, threads=threads_per_worker(workers))
+    if use_ray:
+        from fervideo.batch.ray_pool import RayRunner
+
+        return RayRunner(items, settings, workers, video_timeout_s, observer, retries, ray_address).run()
+    return LocalRunner(items, settings, workers, video_timeout_s, observer, retries, busy_wait_s).run()
+
+
+__all__ = ["BatchObserver", "BatchResult", "DONE", "FAILED", "INTERRUPTED", "SKIPPED", "run_batch"]
