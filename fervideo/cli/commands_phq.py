@@ -69,7 +69,7 @@ def _fmt(value) -> str:
 def _ci(entry: dict) -> str:
     dropped = entry.get("n_dropped")
     note = f" ({dropped} of {entry['n_boot']} resamples undefined)" if dropped else ""
-    return f"{_fmt(entry['ci_low'])} - {_fmt(entry['ci_high'])}{note}"
+    return f"{_fmt(entry['ci_low'])} to {_fmt(entry['ci_high'])}{note}"
 
 
 def _print_standing(report: dict) -> None:
