@@ -39,7 +39,7 @@ def export(
     factory = open_database(db)
     session_ids = select_session_ids(factory, session_id=session, subject=subject, all_sessions=all_sessions)
     with Progress(TextColumn("exporting"), BarColumn(), CountColumn("reading"), TimeRemainingColumn(),
-                  console=err_console, transient=True) as bar:
+                  console=err_console, transient=True, disable=not err_console.is_interactive) as bar:
         task = bar.add_task("export", total=None)
         written = export_sessions(
             factory, session_ids, fmt.value, out, force=force, frames=frames,

@@ -34,7 +34,8 @@ def features(
         console.print(f"session {session}: {status}")
         return
     unreliable: list[str] = []
-    for session_id in track(ids, description="features", console=err_console, transient=True):
+    for session_id in track(ids, description="features", console=err_console, transient=True,
+                            disable=not err_console.is_interactive):
         row = store_session_features(factory, session_id, recompute=recompute)
         if not row.reliable:
             unreliable.append(f"session {session_id}: {'; '.join(row.reliability_notes)}")

@@ -33,7 +33,8 @@ def import_openface(
     factory = open_database(db)
     files = openface_files(path)
     errors = ItemErrors(len(files))
-    for file in track(files, description="importing", console=err_console, transient=True, disable=len(files) < 2):
+    for file in track(files, description="importing", console=err_console, transient=True,
+                      disable=len(files) < 2 or not err_console.is_interactive):
         with errors.guard():
             result = import_openface_csv(factory, file, subject, session_label, recorded_at, min_confidence)
             if result.skipped:
