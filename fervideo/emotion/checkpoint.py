@@ -26,7 +26,11 @@ def build_model(config: ModelConfig) -> nn.Module:
     if config.architecture.startswith("vit") and _is_timm_model(config.architecture):
         if config.grayscale:
             raise ModelError(f"{config.architecture} takes RGB input; its sidecar must not set grayscale")
-        return ViTTinyFER(config.architecture, num_classes=num_classes, **(config.extra.get("model_kwargs") or {}))
+        model_kwargs = _checked_model_kwargs(config)
+        try:
+            return ViTTinyFER(config.architecture, num_classes=num_classes, **model_kwargs)
+        except (TypeError, ValueError, AssertionError) as exc:  # timm's own checks of its keyword arguments
+            raise ModelError(f"{config.architecture}: the sidecar's model_kwargs do not fit: {exc}") from None
     raise ModelError(
         f"unknown classifier architecture {config.architecture!r}; expected {MINI_XCEPTION!r} or a timm ViT"
     )
@@ -36,6 +40,22 @@ def _is_timm_model(name: str) -> bool:
     import timm  # only for ViTs: timm's import costs ~2 s that the bundled baseline should not pay
 
     return timm.is_model(name)
+
+
+# timm keywords that would download or unpickle weights: weights come only from the verified checkpoint.
+FORBIDDEN_MODEL_KWARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict",
+                          "checkpoint_path", "cache_dir")
+
+
+def _checked_model_kwargs(config: ModelConfig) -> dict:
+    model_kwargs = config.extra.get("model_kwargs") or {}
+    if not isinstance(model_kwargs, dict):
+        raise ModelError(f"{config.architecture}: the sidecar's model_kwargs must be a JSON object")
+    forbidden = sorted(set(model_kwargs) & set(FORBIDDEN_MODEL_KWARGS))
+    if forbidden:
+        raise ModelError(f"the sidecar asks timm for {', '.join(forbidden)}: refused, weights come only from the "
+                         "checkpoint file itself; remove these keys from model_kwargs")
+    return model_kwargs
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
