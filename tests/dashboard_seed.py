@@ -10,6 +10,8 @@ session has a stretch without a face: 20 s to 30 s, or 18 s to the end for S-003
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 
 import numpy as np
 from sqlalchemy import insert
@@ -30,7 +32,15 @@ from fervideo.store import (
 SAMPLE_FPS = 5.0
 GAP = (20.0, 30.0)
 CLASSIFIER_SHA = "c" * 64
-HEAD_METRICS = {"mae": 3.1, "rmse": 3.9, "pearson_r": 0.52, "coverage": 0.9, "baseline": {"mae": 4.6}}
+# As fervideo.phq stores them: per metric the value with its subject-bootstrap interval, model and baseline.
+HEAD_METRICS = {
+    "cv": "subject-kfold", "n_subjects": 40, "n_sessions": 120, "n_folds": 5,
+    "model": {"mae": {"value": 3.1, "ci_low": 2.5, "ci_high": 3.8, "n_dropped": 0, "n_boot": 1000},
+              "pearson_r": {"value": 0.52, "ci_low": 0.31, "ci_high": 0.68, "n_dropped": 3, "n_boot": 1000}},
+    "mean_baseline": {"mae": {"value": 4.6, "ci_low": 4.0, "ci_high": 5.3, "n_dropped": 0, "n_boot": 1000},
+                      "pearson_r": {"value": None, "ci_low": None, "ci_high": None, "n_dropped": 1000,
+                                    "n_boot": 1000}},
+}
 UNRELIABLE_GAP = (18.0, float("inf"))
 # (subject, session date, PHQ estimate, lower, upper, band, recorded total or None, features?, no-face span)
 SESSIONS = [
@@ -105,6 +115,81 @@ def seed_database(db_url: str, duration_s: float = 120.0) -> dict[str, int]:
         ids["head"] = head.id
         ids |= {code: subject.id for code, subject in subjects.items()}
     for session_id in with_features:  # as the pipeline does after processing
+        store_session_features(factory, session_id, recompute=True)
+    factory.kw["bind"].dispose()
+    return ids
+
+
+# ------------------------------------------------------------------------------- the unhappy database
+# Subject codes a hostile or clumsy user could enter: each passes fervideo.subjects' validator, so each
+# must be shown as data (escaped for Markdown, HTML and CSV), never as markup or a formula.
+HOSTILE_IMAGE = "![leak](http://host/x.png)"
+HOSTILE_HTML = "<img src=x onerror=alert(1)>"
+HOSTILE_FORMULA = '=HYPERLINK("http://host/x","click")'
+HOSTILE_MARKUP = "**bold** _it_ `code` [link](javascript:alert(1)) | pipe $x$ :red[red]"
+HOSTILE_CODES = (HOSTILE_IMAGE, HOSTILE_HTML, HOSTILE_FORMULA, HOSTILE_MARKUP)
+FAILED_ERROR = "could not decode ![e](http://host/e.png) <b>frame</b> 12"
+# (key, subject, recorded_at, status, source, no-face span or None for no frames, features?, warnings)
+UNHAPPY_SESSIONS = [
+    ("undated", HOSTILE_IMAGE, None, "done", "video", GAP, True, []),
+    ("full_coverage", HOSTILE_IMAGE, dt.datetime(2024, 4, 2, 10, 0), "done", "video", (0.0, 0.0), True, []),
+    ("failed", HOSTILE_HTML, dt.datetime(2024, 4, 3, 10, 0), "failed", "video", None, False, []),
+    ("interrupted", HOSTILE_HTML, None, "interrupted", "video", GAP, False, []),
+    ("running", HOSTILE_FORMULA, None, "running", "video", GAP, False, []),
+    ("unreliable", HOSTILE_FORMULA, None, "done", "video", UNRELIABLE_GAP, True, []),
+    ("openface", HOSTILE_MARKUP, dt.datetime(2024, 4, 5, 10, 0), "done", "openface", GAP, True, []),
+    ("incomplete", HOSTILE_MARKUP, dt.datetime(2024, 4, 6, 10, 0), "done", "video", GAP, True,
+     ["decode_incomplete"]),
+]
+
+
+def _set_if_column(session: VideoSession, **values) -> None:
+    """Columns other engineers add (warnings, frames planned/decoded) are set only once they exist."""
+    for name, value in values.items():
+        if name in VideoSession.__table__.columns:
+            setattr(session, name, value)
+
+
+def seed_unhappy_database(db_url: str, duration_s: float = 60.0) -> dict[str, int]:
+    """Undated, failed, interrupted, still-running, unreliable, OpenFace and decode-incomplete sessions of
+    subjects with hostile codes, and no PHQ head at all. Returns session ids by key, subject ids by code."""
+    factory = open_database(db_url)
+    ids: dict[str, int] = {}
+    with_features: list[int] = []
+    with factory.begin() as db:
+        subjects: dict[str, Subject] = {}
+        for number, (key, code, when, status, source, gap, has_features, warnings) in enumerate(UNHAPPY_SESSIONS):
+            subject = subjects.setdefault(code, Subject(code=code))
+            rows = frame_rows(0, duration_s, seed=100 + number, gap=gap) if gap is not None else []
+            if status in ("interrupted", "running"):
+                rows = rows[: len(rows) // 2]  # stopped half-way
+            openface = source == "openface"
+            session = VideoSession(
+                subject=subject, source=source, video_path=f"/videos/{number}.mp4", video_sha256=f"{number + 50:064d}",
+                recorded_at=when, duration_s=duration_s if status != "failed" else None, video_fps=30.0,
+                frame_count=int(duration_s * 30), width=640, height=360, codec="h264", sample_fps=SAMPLE_FPS,
+                settings_key="u" * 64, status=status, error=FAILED_ERROR if status == "failed" else None,
+                started_at=when, finished_at=when if status in ("done", "failed") else None, processing_s=3.0,
+                sampled_frames=len(rows) or None, face_frames=sum(row["face_found"] for row in rows) if rows else None,
+                package_version="0.1.0", classifier_name="openface-au-rules" if openface else "vit-tiny-fer",
+                classifier_sha256=("o" if openface else "c") * 64,
+                detector_name="openface" if openface else "retinaface", detector_params={}, device="cpu")
+            planned = int(duration_s * SAMPLE_FPS)
+            _set_if_column(session, warnings=warnings, frames_planned=planned,
+                           frames_decoded=planned * 9 // 10 if warnings else planned)
+            if status == "running":  # a live lease: this very process, beating now
+                _set_if_column(session, lease_host=socket.gethostname()[:255], lease_pid=os.getpid(),
+                               heartbeat_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
+            db.add(session)
+            db.flush()
+            ids[key] = session.id
+            if rows:
+                db.execute(insert(Frame), [row | {"session_id": session.id} for row in rows])
+            if has_features:
+                with_features.append(session.id)
+        db.flush()
+        ids |= {code: subject.id for code, subject in subjects.items()}
+    for session_id in with_features:
         store_session_features(factory, session_id, recompute=True)
     factory.kw["bind"].dispose()
     return ids

@@ -11,10 +11,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
+from dashboard_apptest import (
+    APP,
+    SERVER_ADDRESS,
+    TIMEOUT,
+    chart_titles,
+    charts,
+    metrics,
+    no_images,
+    rendered_text,
+    run_page,
+)
 from dashboard_seed import HEAD_METRICS, seed_database
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
-from streamlit import config as streamlit_config
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
@@ -35,22 +45,7 @@ from fervideo.dashboard_auth import (
 )
 from fervideo.store import AuditEvent, SessionFeatures, open_database
 
-APP = Path(__file__).resolve().parents[1] / "apps" / "dashboard" / "app.py"
-TIMEOUT = 60
-
-
-# -------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture
-def server_address():
-    """AppTest runs in-process: the app reads server.address from Streamlit's config, like a real server."""
-    before = streamlit_config.get_option("server.address")
-
-    def set_address(address: str | None) -> None:
-        streamlit_config.set_option("server.address", address)
-
-    set_address("127.0.0.1")
-    yield set_address
-    set_address(before)
+server_address = SERVER_ADDRESS
 
 
 @pytest.fixture
@@ -64,30 +59,6 @@ def seeded(db_url, tmp_path, monkeypatch, server_address) -> dict[str, int]:
     st.cache_resource.clear()
 
 
-def run_page(page: str | None = None, **params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
-    if page is not None:
-        at.query_params.update(params)
-        at.switch_page(f"views/{page}.py")
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
-def charts(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
-
-
-def chart_titles(at: AppTest) -> list[str]:
-    return [spec.get("title", {}).get("text") if isinstance(spec.get("title"), dict) else spec.get("title")
-            for spec in charts(at)]
-
-
 def audit_rows(db_url: str) -> list[AuditEvent]:
     with open_database(db_url)() as db:
         return list(db.scalars(select(AuditEvent).order_by(AuditEvent.id)))
@@ -97,10 +68,6 @@ def stored_features(session_id: int) -> dict:
     """The feature values the seed stored (computed from its frames by fervideo.features)."""
     with open_database(data.database_url())() as db:
         return db.get(SessionFeatures, session_id).values
-
-
-def no_images(at: AppTest) -> bool:
-    return not at.get("imgs") and not at.get("image")
 
 
 # ------------------------------------------------------------------------------------------- overview
@@ -149,8 +116,8 @@ def test_session_page_shows_timeline_phq_features_quality_and_provenance(seeded)
     assert shown["Frames with a face"] == "550"
     assert shown["PHQ-8 estimate"] == "14.2"
     stored = stored_features(seeded["session0"])
-    assert shown["expressivity"] == f"{stored['expressivity']:.3g}"
-    assert shown["entropy_mean"] == f"{stored['entropy_mean']:.3g}"
+    assert shown["expressivity \\(0 to 1\\)"] == f"{stored['expressivity']:.3g}"  # labels are escaped Markdown
+    assert shown["mean entropy \\(bits\\)"] == f"{stored['entropy_mean']:.3g}"
     markdown = " ".join(m.value for m in at.markdown)
     assert "90% interval:** 10.0 – 18.4" in markdown and "moderate" in markdown
     caveats = " ".join(i.value for i in at.info)
@@ -167,7 +134,7 @@ def test_session_page_shows_timeline_phq_features_quality_and_provenance(seeded)
 
 def test_unreliable_session_says_why(seeded):
     at = run_page("session", session=str(seeded["session4"]))
-    warnings = " ".join(w.value for w in at.warning)
+    warnings = " ".join(rendered_text(w.value) for w in at.warning)
     assert "Unreliable features: a face in only 15% of sampled frames (at least 20% needed)" in warnings
     assert metrics(at)["Face coverage"] == "15%"
 
@@ -227,10 +194,10 @@ def test_subject_page_shows_estimates_recorded_scores_and_change(seeded):
     assert list(sessions["phq_estimate"]) == [14.2, 11.0, 7.5]
     assert list(sessions["recorded_total"]) == [15, 10, 6]
     change = at.dataframe[1].value.set_index("measure")
-    assert change.loc["phq_estimate", "change since first"] == pytest.approx(-6.7)
-    assert change.loc["phq_estimate", "change since previous"] == pytest.approx(-3.5)
+    assert change.loc["PHQ estimate", "change since first"] == pytest.approx(-6.7)
+    assert change.loc["PHQ estimate", "change since previous"] == pytest.approx(-3.5)
     first, last = stored_features(seeded["session0"]), stored_features(seeded["session2"])
-    assert change.loc["valence_mean", "change since first"] == pytest.approx(
+    assert change.loc["mean valence (-1 to 1)", "change since first"] == pytest.approx(
         last["valence_mean"] - first["valence_mean"], abs=1e-6)
     assert any(spec.get("facet") for spec in charts(at))  # the feature trends
 
@@ -245,12 +212,16 @@ def test_subject_without_estimates_has_plain_notes(seeded):
 def test_cohort_page_compares_estimates_with_recorded_scores(seeded):
     at = run_page("cohort")
     shown = metrics(at)
-    assert shown["mae"] == "3.1" and shown["pearson_r"] == "0.52"
+    table = at.dataframe[0].value.set_index("metric")  # the table `fervideo phq evaluate` prints
+    assert table.loc["mae", "model"] == "3.100" and table.loc["mae", "model 95% CI"] == "2.500 - 3.800"
+    assert table.loc["mae", "mean baseline"] == "4.600" and table.loc["pearson_r", "baseline 95% CI"] == (
+        "- (1000 of 1000 resamples undefined)")
+    assert "{" not in " ".join(table.to_numpy().ravel())  # no raw JSON
     assert shown["Labelled sessions"] == "3"
     assert shown["MAE in this database"] == "1.10"  # (0.8 + 1.0 + 1.5) / 3
     assert shown["Recorded inside interval"] == "100%"
     assert "Estimated against recorded PHQ" in chart_titles(at)
-    assert HEAD_METRICS["baseline"] == json.loads(at.json[0].value)
+    assert not at.json and HEAD_METRICS["cv"] in " ".join(rendered_text(c.value) for c in at.caption)
 
 
 def test_pages_work_on_an_empty_database(db_url, tmp_path, monkeypatch, server_address):

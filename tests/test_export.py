@@ -31,6 +31,7 @@ from fervideo.export import (
     validate_summary,
 )
 from fervideo.export import files as export_files
+from fervideo.export.csv_cells import neutralise_table
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.store import (
     Frame,
@@ -249,6 +250,26 @@ def test_html_report_without_features_or_prediction_says_so(seeded):
     assert "Session features have not been computed for this session yet." in html
 
 
+def test_decode_warnings_reach_the_summary_and_the_report(seeded, tmp_path):
+    factory, ids = seeded
+    with factory() as db:
+        row = db.get(VideoSession, ids[1])
+        row.frames_planned, row.frames_decoded, row.warnings = 600, 540, ["decode_incomplete"]
+        db.commit()
+    frames = frames_table(factory, ids[1])
+    summary = session_summary(factory, ids[1], frames=frames)
+    validate_summary(summary)
+    quality = summary["data_quality"]
+    assert (quality["frames_planned"], quality["frames_decoded"], quality["processing_warnings"]) == (
+        600, 540, ["decode_incomplete"])
+    html = render_report_html(summary, frames)
+    assert "could not be decoded completely (only 540 of 600 planned frames)" in html
+    assert '<p class="warning">The video could not be decoded' in html  # boxed, like every caveat
+    clean = session_summary(factory, ids[0])
+    assert clean["data_quality"]["processing_warnings"] == [] and "decoded completely" not in render_report_html(
+        clean, frames_table(factory, ids[0]))
+
+
 def test_report_escapes_subject_codes(seeded):
     factory, ids = seeded
     with factory() as db:
@@ -273,6 +294,39 @@ def test_pdf_report_renders_to_an_image(seeded, tmp_path):
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", str(path), "-"], check=True, capture_output=True, text=True).stdout
         assert "estimate, not a diagnosis" in text and "11.4" in text
+
+
+# ------------------------------------------------------------------------------------- CSV formulas
+FORMULA_CODES = ['=HYPERLINK("http://host/x","click")', "+1+1", "-2+3", "@SUM(A1:A2)", "\tx", "\rx"]
+
+
+@pytest.mark.parametrize("code", FORMULA_CODES)
+def test_csv_exports_neutralise_formulas_and_keep_negative_numbers(seeded, tmp_path, code):
+    factory, ids = seeded
+    with factory() as db:
+        db.get(VideoSession, ids[2]).subject.code = code
+        features = db.get(SessionFeatures, ids[0])
+        features.values = {**features.values, "valence_mean": -0.25}
+        db.commit()
+    written = export_sessions(factory, ids[:3], "csv", tmp_path / "out", frames=False)
+    cohort = pd.read_csv(written[0], dtype={"subject": "string"}, keep_default_na=False, na_values=[""])
+    subjects = dict(zip(cohort["session_id"], cohort["subject"], strict=True))
+    assert subjects[ids[2]] == "'" + code and subjects[ids[0]] == "S001"
+    assert cohort["feat_valence_mean"].dtype == "float64" and cohort.loc[0, "feat_valence_mean"] == -0.25
+    summary = pd.read_csv(pd.io.common.StringIO(summary_to_csv(session_summary(factory, ids[2]))),
+                          keep_default_na=False).set_index("field")["value"]
+    assert summary["session.subject"] == "'" + code
+    # Every text cell that starts like a formula is quoted: nothing a spreadsheet would run is left.
+    for text_cell in [*cohort.select_dtypes("string").stack().tolist(), *summary.tolist()]:
+        assert not str(text_cell).startswith(("=", "+", "@", "\t", "\r")), text_cell
+
+
+def test_neutralise_table_touches_text_cells_only():
+    table = pd.DataFrame({"n": [-1.5, 2.0], "i": pd.array([-3, None], dtype="Int64"),
+                          "mixed": [-4.0, "-x"], "s": pd.array(["=1", None], dtype="string")})
+    safe = neutralise_table(table)
+    assert safe["n"].tolist() == [-1.5, 2.0] and safe["i"].tolist()[0] == -3
+    assert safe["mixed"].tolist() == [-4.0, "'-x"] and safe["s"].tolist()[0] == "'=1" and pd.isna(safe["s"][1])
 
 
 # ------------------------------------------------------------------------------------------ safety

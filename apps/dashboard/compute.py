@@ -12,10 +12,14 @@ import numpy as np
 import pandas as pd
 
 from fervideo.export import face_gaps
+from fervideo.export.quality_notes import processing_warning_texts
 from fervideo.features import CIRCUMPLEX, compute_session_features
 from fervideo.labels import CANONICAL_LABELS
+from fervideo.phq import IN_SAMPLE_NO_OOF_NOTE, IN_SAMPLE_NOTE
 
+FACE = "face"
 NO_FACE = "no face"
+NO_SAMPLE = "not sampled"  # a stretch of the video without any decoded frame
 MAX_DISPLAY_POINTS = 1200  # a chart never holds more bins than this, whatever the session length
 # [7, 2] (valence, arousal) per canonical label, from fervideo.features' circumplex table.
 CIRCUMPLEX_MATRIX = np.array([CIRCUMPLEX[label] for label in CANONICAL_LABELS], dtype=np.float64)
@@ -42,23 +46,32 @@ def smooth(frames: pd.DataFrame, window_s: float) -> np.ndarray:
     return smoothed
 
 
-def _bin_edges(t0: float, t1: float, n_frames: int, max_points: int) -> np.ndarray:
-    bins = max(1, min(max_points, n_frames))
-    return np.linspace(t0, t1 if t1 > t0 else t0 + 1.0, bins + 1)
+def _bin_edges(t: np.ndarray, t0: float, t1: float, max_points: int) -> np.ndarray:
+    """Equal display bins over [t0, t1], each at least one sampling period wide and centred on the
+    samples when they are that wide, so a bin is empty only where the video really has no sample
+    (a decoding hole), never because a bin fell between two samples."""
+    period = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
+    period = period if period > 0 else 1.0
+    start, stop = t0 - period / 2, max(t1, t0) + period / 2
+    n_bins = max(1, min(max_points, int(math.floor((stop - start) / period + 1e-6))))
+    return np.linspace(start, stop, n_bins + 1)
 
 
 def timeline(frames: pd.DataFrame, window_s: float, t0: float, t1: float,
              max_points: int = MAX_DISPLAY_POINTS) -> pd.DataFrame:
-    """One row per display bin: start/end time, coverage, mean (smoothed) probabilities, dominant, V/A.
+    """One row per display bin: start/end time, state, coverage, mean (smoothed) probabilities, dominant, V/A.
 
-    Bins without a face hold zeros for the probabilities (the stacked area drops to nothing, so a
-    gap shows) and NaN valence/arousal (the lines break).
+    `state` is FACE (at least one frame with a face), NO_FACE (frames, none with a face) or NO_SAMPLE
+    (no frame at all: a stretch the video did not decode). Bins without a face hold zeros for the
+    probabilities (the stacked area drops to nothing, so a gap shows) and NaN valence/arousal (the lines
+    break); coverage is NaN where there is no sample, since there is nothing to divide.
     """
     in_range = (frames["t"] >= t0) & (frames["t"] <= t1)
     probs = smooth(frames, window_s)[in_range.to_numpy()]
     part = frames.loc[in_range]
-    edges = _bin_edges(t0, t1, len(part), max_points)
-    index = np.clip(np.searchsorted(edges, part["t"].to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    t = part["t"].to_numpy(dtype=np.float64)
+    edges = _bin_edges(t, t0, t1, max_points)
+    index = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, len(edges) - 2)
     face = part["face_found"].to_numpy(dtype=bool)
     n_bins = len(edges) - 1
     counts = np.bincount(index, minlength=n_bins)
@@ -72,14 +85,16 @@ def timeline(frames: pd.DataFrame, window_s: float, t0: float, t1: float,
     means[~has_face] = 0.0
     valence_arousal = means @ CIRCUMPLEX_MATRIX
     valence_arousal[~has_face] = np.nan
-    dominant = np.where(has_face, np.array(CANONICAL_LABELS, dtype=object)[means.argmax(axis=1)], NO_FACE)
+    state = np.where(has_face, FACE, np.where(counts > 0, NO_FACE, NO_SAMPLE))
+    dominant = np.where(has_face, np.array(CANONICAL_LABELS, dtype=object)[means.argmax(axis=1)], state)
     table = pd.DataFrame(means, columns=list(CANONICAL_LABELS))
     table.insert(0, "start", edges[:-1])
     table.insert(1, "end", edges[1:])
+    table["state"] = state
     table["coverage"] = np.where(counts > 0, coverage, np.nan)
     table["dominant"] = dominant
     table["valence"], table["arousal"] = valence_arousal[:, 0], valence_arousal[:, 1]
-    return table[counts > 0].reset_index(drop=True)
+    return table
 
 
 def range_summary(frames: pd.DataFrame, t0: float, t1: float) -> dict[str, Any]:
@@ -107,15 +122,46 @@ def range_features(frames: pd.DataFrame, t0: float, t1: float) -> dict[str, floa
     return {name: float(value) for name, value in compute_session_features(part).values.items()}
 
 
-def quality_warnings(session: dict, frames: pd.DataFrame, features: dict | None) -> list[str]:
-    """Plain-language data-quality warnings for one session."""
+STATUS_NOTES = {
+    "failed": "Processing of this session failed: the numbers below are incomplete or absent.",
+    "interrupted": "Processing of this session was interrupted (stopped or killed): the numbers below cover "
+                   "only the part processed before it stopped.",
+    "running": "This session is still being processed (or its process died without a word): the numbers "
+               "below are partial.",
+}
+
+
+def prediction_warnings(prediction: dict, session_classifier_sha256: str | None) -> list[str]:
+    """What a reader must know before reading one PHQ estimate (plain text: the page escapes it)."""
     warnings = []
-    if session["status"] != "done":
-        warnings.append(f"This session is {session['status']}: the numbers below may be incomplete.")
+    if prediction.get("beats_baseline") is False:
+        warnings.append("This model does not beat guessing the cohort mean: read the estimate as no better than "
+                        "the average score of the training cohort.")
+    if prediction.get("in_sample"):  # fervideo.phq's wording: the out-of-fold estimate is shown where one exists
+        warnings.append(IN_SAMPLE_NOTE if prediction.get("out_of_fold") else IN_SAMPLE_NO_OOF_NOTE)
+    if prediction.get("n_imputed"):
+        total = f" of {prediction['n_features']}" if prediction.get("n_features") else ""
+        warnings.append(f"{prediction['n_imputed']}{total} input features were missing and filled with the training "
+                        "median.")
+    if prediction.get("head_classifier_sha256") not in (None, session_classifier_sha256):
+        warnings.append("This estimate comes from a head trained on another classifier than this session's.")
+    return warnings
+
+
+def quality_warnings(session: dict, frames: pd.DataFrame, features: dict | None) -> list[str]:
+    """Plain-language data-quality warnings for one session (plain text: the page escapes them)."""
+    warnings = []
+    status = session.get("status")
+    if status != "done":
+        warnings.append(STATUS_NOTES.get(status, f"This session is {status}: the numbers below may be incomplete."))
+    warnings += processing_warning_texts(session.get("warnings"), session.get("frames_planned"),
+                                         session.get("frames_decoded"))
     if features is not None and not features["reliable"]:
         warnings += [f"Unreliable features: {note}" for note in features["reliability_notes"]] or [
             "The features of this session are marked unreliable."]
-    coverage = float(frames["face_found"].mean()) if len(frames) else 0.0
+    if len(frames) == 0:
+        return warnings
+    coverage = float(frames["face_found"].mean())
     if coverage < 0.5:
         warnings.append(f"A face was found in only {coverage:.0%} of sampled frames.")
     gaps = face_gaps(frames, min_gap_s=10.0)

@@ -27,6 +27,8 @@ from sqlalchemy.orm import sessionmaker
 from apps.dashboard import compute
 from fervideo.errors import DatabaseError
 from fervideo.export import frames_table, session_summary, summary_to_csv, summary_to_json
+from fervideo.export.csv_cells import table_to_csv
+from fervideo.phq import prediction_warnings
 from fervideo.phq.matching import recorded_labels
 from fervideo.store import (
     AuditEvent,
@@ -41,6 +43,12 @@ from fervideo.store import (
     make_engine,
     schema_revisions,
 )
+
+try:
+    from fervideo.store.leases import display_status
+except ImportError:  # until the lease module (batches work) lands: the stored status
+    def display_status(session: VideoSession) -> str:
+        return session.status
 
 log = logging.getLogger(__name__)
 
@@ -129,15 +137,19 @@ def overview(db_url: str, stamp: tuple) -> pd.DataFrame:
         "session_id": s.id, "subject_id": s.subject_id, "subject": code,
         "recorded_at": s.recorded_at, "duration_min": (s.duration_s or 0) / 60,
         "face_coverage": (s.face_frames / s.sampled_frames) if s.sampled_frames else math.nan,
-        "classifier": s.classifier_name, "status": s.status,
+        "classifier": s.classifier_name, "source": s.source, "status": display_status(s),
+        "warnings": "; ".join(map(str, getattr(s, "warnings", None) or [])),
         "phq_estimate": p.estimate if p else math.nan,
         "phq_interval": f"{p.lower:.1f}–{p.upper:.1f}" if p else "",
         "band": p.band if p else "no estimate", "instrument": instrument or "",
         "reliable": bool(f.reliable) if f is not None else None, "flags": _flags(f),
     } for s, code, f, p, instrument in rows]
-    return pd.DataFrame.from_records(records, columns=[
+    table = pd.DataFrame.from_records(records, columns=[
         "session_id", "subject_id", "subject", "recorded_at", "duration_min", "face_coverage", "classifier",
-        "status", "phq_estimate", "phq_interval", "band", "instrument", "reliable", "flags"])
+        "status", "phq_estimate", "phq_interval", "band", "instrument", "reliable", "flags", "warnings", "source"])
+    # An all-undated database would leave an object column that has no .dt accessor.
+    table["recorded_at"] = pd.to_datetime(table["recorded_at"])
+    return table
 
 
 # -------------------------------------------------------------------------------------------- session
@@ -149,6 +161,7 @@ def session_meta(db_url: str, session_id: int) -> dict[str, Any] | None:
             return None
         columns = {c.key: getattr(row, c.key) for c in VideoSession.__table__.columns}
         columns["subject_code"] = row.subject.code
+        columns["status"] = display_status(row)  # a running session whose process is gone: interrupted
         return columns
 
 
@@ -188,9 +201,11 @@ def session_predictions(db_url: str, session_id: int) -> list[dict[str, Any]]:
             select(PhqPrediction, PhqHead).join(PhqHead, PhqHead.id == PhqPrediction.head_id)
             .where(PhqPrediction.session_id == session_id).order_by(PhqPrediction.created_at.desc())
         ).all()
+    # prediction_warnings: the one source of what must travel with an estimate (weak head, imputed, in-sample).
     return [{"estimate": p.estimate, "lower": p.lower, "upper": p.upper, "coverage": p.coverage, "band": p.band,
              "head": h.name, "instrument": h.instrument, "created_at": p.created_at,
-             "head_classifier_sha256": h.classifier_sha256} for p, h in rows]
+             "head_classifier_sha256": h.classifier_sha256, "interval_method": p.interval_method,
+             "warnings": prediction_warnings(p, h)} for p, h in rows]
 
 
 def session_labels(db_url: str, session_id: int) -> list[dict[str, Any]]:
@@ -263,7 +278,8 @@ def heads(db_url: str) -> list[dict[str, Any]]:
         rows = db.scalars(select(PhqHead).order_by(PhqHead.created_at.desc(), PhqHead.id.desc())).all()
         return [{"id": h.id, "name": h.name, "instrument": h.instrument, "feature_source": h.feature_source,
                  "classifier_name": h.classifier_name, "n_subjects": h.n_subjects, "n_sessions": h.n_sessions,
-                 "metrics": dict(h.metrics or {}), "created_at": h.created_at} for h in rows]
+                 "metrics": dict(h.metrics or {}), "created_at": h.created_at,
+                 "beats_baseline": h.beats_baseline} for h in rows]
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -300,7 +316,7 @@ DOWNLOADS: dict[str, tuple[str, str, str]] = {
 def download_bytes(db_url: str, session_id: int, kind: str) -> bytes:
     """The file for one download button, built by fervideo.export like the CLI's exports."""
     if kind == "frames_csv":
-        return frames_table(reader(db_url), session_id).to_csv(index=False).encode()
+        return table_to_csv(frames_table(reader(db_url), session_id)).encode()
     if kind == "frames_json":
         return frames_table(reader(db_url), session_id).to_json(orient="records", double_precision=6).encode()
     if kind == "summary_json":

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from fervideo.export import plots
+from fervideo.export.quality_notes import processing_warning_texts
 from fervideo.export.summary import phq_caveats
 from fervideo.labels import CANONICAL_LABELS
 
@@ -166,6 +167,11 @@ def _quality_section(summary: dict[str, Any]) -> Section:
          f"{quality['gap_count']}, {_duration(quality['gap_total_s'])} in all, "
          f"longest {_duration(quality['longest_gap_s'])}"),
     ])
+    if quality.get("frames_planned") and quality.get("frames_decoded") is not None:
+        section.key_values.append(("Frames decoded", f"{quality['frames_decoded']} of {quality['frames_planned']} "
+                                                     "planned"))
+    section.warnings.extend(processing_warning_texts(quality.get("processing_warnings"), quality.get("frames_planned"),
+                                                     quality.get("frames_decoded")))
     if quality["reliable"] is None:
         section.key_values.append(("Reliability", "not assessed (session features not computed)"))
     else:

@@ -18,7 +18,7 @@ from fervideo import __version__
 from fervideo.errors import ExportError, NotFoundError
 from fervideo.features import FEATURE_DEFINITIONS
 from fervideo.labels import CANONICAL_LABELS
-from fervideo.phq import ITEM9_NOTE, NOT_A_DIAGNOSIS, interval_note, severity_band
+from fervideo.phq import ITEM9_NOTE, NOT_A_DIAGNOSIS, interval_note, prediction_warnings, severity_band
 from fervideo.phq.matching import LabelMatch, recorded_labels
 from fervideo.store.models import (
     PhqHead,
@@ -43,12 +43,13 @@ def feature_definitions() -> dict[str, str]:
     return {name: definition.definition for name, definition in FEATURE_DEFINITIONS.items()}
 
 
-def phq_caveats(coverage: float | None = None) -> list[str]:
+def phq_caveats(coverage: float | None = None, method: str | None = None) -> list[str]:
     """The caveats shown with every PHQ estimate (summary, report, dashboard): an estimate, not a
-    diagnosis; item 9 not assessed; and, given the interval's nominal coverage, what that interval means."""
+    diagnosis; item 9 not assessed; and, given the interval's nominal coverage and method, what that interval
+    means. Per-estimate warnings (weak head, imputed features, in-sample) come from `prediction_warnings`."""
     caveats = [NOT_A_DIAGNOSIS, ITEM9_NOTE]
     if coverage is not None:
-        caveats.append(interval_note(coverage))
+        caveats.append(interval_note(coverage, method) if method else interval_note(coverage))
     return caveats
 
 
@@ -115,7 +116,8 @@ def face_gaps(frames: pd.DataFrame, min_gap_s: float = GAP_MIN_S) -> list[dict[s
     return gaps
 
 
-def data_quality(frames: pd.DataFrame, features: SessionFeatures | None) -> dict[str, Any]:
+def data_quality(frames: pd.DataFrame, features: SessionFeatures | None,
+                 row: VideoSession | None = None) -> dict[str, Any]:
     found = frames["face_found"].to_numpy(dtype=bool) if len(frames) else np.zeros(0, dtype=bool)
     gaps = face_gaps(frames)
     longest = sorted(gaps, key=lambda gap: -gap["duration_s"])[:MAX_LISTED_GAPS]
@@ -130,6 +132,11 @@ def data_quality(frames: pd.DataFrame, features: SessionFeatures | None) -> dict
         "gaps": sorted(longest, key=lambda gap: gap["start_s"]),
         "reliable": None if features is None else bool(features.reliable),
         "reliability_notes": [] if features is None else [str(note) for note in features.reliability_notes or []],
+        # What the decoder recorded (issue 12): frames planned vs decoded and warnings such as
+        # "decode_incomplete"; getattr keeps this working on rows and stores from before those columns.
+        "frames_planned": getattr(row, "frames_planned", None),
+        "frames_decoded": getattr(row, "frames_decoded", None),
+        "processing_warnings": [str(code) for code in getattr(row, "warnings", None) or []],
     }
 
 
@@ -232,7 +239,15 @@ def _phq_block(found: tuple[PhqPrediction, PhqHead] | None, row: VideoSession) -
             "classifier_sha256": head.classifier_sha256, "n_subjects": head.n_subjects, "n_sessions": head.n_sessions,
         },
         "classifier_matches": head.classifier_sha256 == row.classifier_sha256,
-        "caveats": phq_caveats(float(prediction.coverage)),
+        # Issue 9: what must travel with the number (None on estimates made before it was recorded).
+        "interval_method": prediction.interval_method,
+        "imputed_features": prediction.n_imputed,
+        "imputed_feature_names": list(prediction.imputed_features or []),
+        "in_sample": prediction.in_sample,
+        "out_of_fold": prediction.out_of_fold,
+        "head_beats_baseline": head.beats_baseline,
+        "warnings": prediction_warnings(prediction, head),
+        "caveats": phq_caveats(float(prediction.coverage), prediction.interval_method),
     }
 
 
@@ -266,7 +281,7 @@ def session_summary(db: DbLike, session_id: int, frames: pd.DataFrame | None = N
             "provenance": _provenance_block(row),
             "labels": list(CANONICAL_LABELS),
             "emotions": emotion_distribution(frames),
-            "data_quality": data_quality(frames, features),
+            "data_quality": data_quality(frames, features, row),
             "features": _features_block(features),
             "phq": _phq_block(_latest_prediction(session, session_id), row),
             "phq_recorded": _recorded_phq(session, session_id),
@@ -281,6 +296,7 @@ COHORT_LEADING_COLUMNS: tuple[str, ...] = (
 COHORT_TRAILING_COLUMNS: tuple[str, ...] = (
     "features_reliable", "reliability_notes", "feature_version",
     "phq_estimate", "phq_lower", "phq_upper", "phq_coverage", "phq_band", "phq_head", "phq_instrument",
+    "phq_imputed_features", "phq_in_sample", "phq_head_beats_baseline",
     "phq_recorded_total", "phq_recorded_instrument", "phq_recorded_at",
     "package_version", "classifier_name", "classifier_sha256", "detector_name", "settings_key", "video_sha256",
     "device", "processed_at",
@@ -346,6 +362,9 @@ def _cohort_row(row: VideoSession, code: str, features, found, label) -> dict[st
         "phq_band": prediction.band if prediction else None,
         "phq_head": head.name if head else None,
         "phq_instrument": head.instrument if head else None,
+        "phq_imputed_features": prediction.n_imputed if prediction else None,
+        "phq_in_sample": prediction.in_sample if prediction else None,
+        "phq_head_beats_baseline": head.beats_baseline if head else None,
         "phq_recorded_total": label.total if label else None,
         "phq_recorded_instrument": label.instrument if label else None,
         "phq_recorded_at": label.administered_at if label else None,
@@ -364,7 +383,8 @@ COHORT_DTYPES: dict[str, str] = {
     "sampled_frames": "Int64", "face_frames": "Int64", "face_coverage": "float64", "features_reliable": "boolean",
     "reliability_notes": "string", "feature_version": "string", "phq_estimate": "float64", "phq_lower": "float64",
     "phq_upper": "float64", "phq_coverage": "float64", "phq_band": "string", "phq_head": "string",
-    "phq_instrument": "string", "phq_recorded_total": "Int64", "phq_recorded_instrument": "string",
+    "phq_instrument": "string", "phq_imputed_features": "Int64", "phq_in_sample": "boolean",
+    "phq_head_beats_baseline": "boolean", "phq_recorded_total": "Int64", "phq_recorded_instrument": "string",
     "package_version": "string", "classifier_name": "string", "classifier_sha256": "string",
     "detector_name": "string", "settings_key": "string", "video_sha256": "string", "device": "string",
 }

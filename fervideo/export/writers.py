@@ -16,6 +16,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from fervideo.errors import ExportError, InvalidArgumentError, NotFoundError
+from fervideo.export.csv_cells import table_to_csv
 from fervideo.export.files import atomic_write, output_path, sanitise_name, write_bytes, write_text
 from fervideo.export.report import render_report_html, render_report_pdf
 from fervideo.export.summary import DbLike, _chunks, _with_session, cohort_table, frames_table, session_summary
@@ -35,7 +36,7 @@ Progress = Callable[[int, int], None]
 def write_table(table: pd.DataFrame, path: Path, fmt: str, force: bool = False) -> Path:
     """A DataFrame as CSV (UTF-8, ISO dates, no index), Parquet (pyarrow) or JSON (records)."""
     writers: dict[str, Callable[[Path], Any]] = {
-        "csv": lambda temp: table.to_csv(temp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%f"),
+        "csv": lambda temp: table_to_csv(table, temp, date_format="%Y-%m-%dT%H:%M:%S.%f"),
         "parquet": lambda temp: table.to_parquet(temp, index=False, engine="pyarrow"),
         "json": lambda temp: table.to_json(temp, orient="records", date_format="iso", double_precision=15),
     }
@@ -65,7 +66,7 @@ def summary_to_csv(summary: dict[str, Any]) -> str:
     list items numbered (`data_quality.gaps.0.start_s`), lists of plain values as JSON text, null empty."""
     rows: list[tuple[str, Any]] = []
     _flatten("", summary, rows)
-    return pd.DataFrame(rows, columns=["field", "value"]).to_csv(index=False)
+    return table_to_csv(pd.DataFrame(rows, columns=["field", "value"]))
 
 
 def summary_schema() -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from apps.dashboard import charts, context, data
+from apps.dashboard.text import md
+from fervideo.export.head_metrics import head_metrics_table
 
 db_url = context.db_url()
 st.title("Cohort")
@@ -20,26 +21,22 @@ by_id = {head["id"]: head for head in heads}
 head_id = st.selectbox("PHQ head", list(by_id), format_func=lambda i: f"{by_id[i]['name']} ({by_id[i]['instrument']})")
 head = by_id[head_id]
 data.audit_once(db_url, context.user(), "view_cohort", detail={"head_id": head_id})
-st.caption(f"{head['instrument']} head on {head['feature_source']} features of {head['classifier_name']}; trained on "
-           f"{head['n_sessions']} sessions of {head['n_subjects']} subjects.")
-
-
-def _number(value) -> str:
-    return f"{value:.3g}" if isinstance(value, int | float) and math.isfinite(value) else str(value)
-
+st.caption(f"{md(head['instrument'])} head on {md(head['feature_source'])} features of {md(head['classifier_name'])}; "
+           f"trained on {head['n_sessions']} sessions of {head['n_subjects']} subjects.")
 
 st.subheader("Evaluation metrics recorded with the head")
 metrics = head["metrics"]
-flat = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
-if flat:
-    cols = st.columns(min(4, len(flat)))
-    for number, (name, value) in enumerate(flat.items()):
-        cols[number % len(cols)].metric(name, _number(value))
-for name, value in metrics.items():
-    if isinstance(value, dict):
-        with st.expander(name):
-            st.json(value)
-if not metrics:
+if head.get("beats_baseline") is False:
+    st.error("This model does not beat guessing the cohort mean: its estimates are no better than the average "
+             "score of the training cohort.", icon=":material/warning:")
+columns, rows = head_metrics_table(metrics)  # the table `fervideo phq evaluate` prints
+if rows:
+    st.dataframe(pd.DataFrame(rows, columns=["metric", "model", "model 95% CI", "mean baseline",
+                                             "baseline 95% CI"]), hide_index=True, width="stretch")
+    st.caption(f"Cross-validation: {md(metrics.get('cv', 'unknown'))}, {metrics.get('n_subjects', '?')} subjects, "
+               f"{metrics.get('n_sessions', '?')} sessions; 95% intervals from a subject-level bootstrap. The mean "
+               "baseline predicts every session as the training folds' mean score.")
+else:
     st.info("This head has no stored evaluation metrics.")
 
 table = data.cohort(db_url, head_id, data.fingerprint(db_url))
@@ -57,4 +54,13 @@ st.caption("Numbers in this database may include the head's own training session
            "the held-out metrics above.")
 top = 27.0 if head["instrument"] == "PHQ-9" else 24.0
 st.altair_chart(charts.predicted_vs_recorded(table, top), width="stretch")
-st.dataframe(table.drop(columns=["subject_id"]), hide_index=True, width="stretch")
+st.dataframe(table.drop(columns=["subject_id"]), hide_index=True, width="stretch", column_config={
+    "session_id": st.column_config.NumberColumn("session", format="%d"),
+    "recorded": st.column_config.NumberColumn("recorded PHQ total", format="%d"),
+    "instrument": st.column_config.TextColumn("scale"),
+    "estimate": st.column_config.NumberColumn("PHQ estimate", format="%.1f"),
+    "lower": st.column_config.NumberColumn("interval lower", format="%.1f"),
+    "upper": st.column_config.NumberColumn("interval upper", format="%.1f"),
+    "band": st.column_config.TextColumn("band of the estimate"),
+    "inside_interval": st.column_config.CheckboxColumn("recorded inside interval"),
+})

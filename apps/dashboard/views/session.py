@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from apps.dashboard import charts, compute, context, data
+from apps.dashboard.text import feature_label, md, number
 from fervideo.export import face_gaps, feature_definitions, phq_caveats
 from fervideo.phq import severity_band
 
@@ -40,12 +41,15 @@ features = data.session_features(db_url, session_id)
 
 st.title(f"Session {session_id}")
 recorded = meta["recorded_at"].strftime("%Y-%m-%d %H:%M") if meta["recorded_at"] else "date unknown"
-st.caption(f"Subject {meta['subject_code']} · recorded {recorded} · {meta['status']}")
+source = " · imported from OpenFace" if meta.get("source") == "openface" else ""
+st.caption(f"Subject {md(meta['subject_code'])} · recorded {recorded} · {md(meta['status'])}{source}")
 st.page_link(context.page("subject"), label="All sessions of this subject", icon=":material/person:",
              query_params={"subject": str(meta["subject_id"])})
 
 for warning in compute.quality_warnings(meta, frames, features):
-    st.warning(warning, icon=":material/warning:")
+    st.warning(md(warning), icon=":material/warning:")
+if meta.get("error"):
+    st.error(f"Processing error: {md(meta['error'])}")
 if frames.empty:
     st.info("This session has no stored frames.")
     st.stop()
@@ -93,14 +97,14 @@ for prediction in predictions:
                    help="A statistical estimate from facial expression; it is not a questionnaire result.")
     cols[1].markdown(
         f"**{prediction['coverage']:.0%} interval:** {prediction['lower']:.1f} – {prediction['upper']:.1f}  \n"
-        f"**Band:** {prediction['band']} (the interval spans {severity_band(prediction['lower'])} to "
-        f"{severity_band(prediction['upper'])})  \n**Head:** {prediction['head']}")
-    if prediction["head_classifier_sha256"] != meta["classifier_sha256"]:
-        st.warning("This estimate comes from a head trained on another classifier than this session's.")
+        f"**Band:** {md(prediction['band'])} (the interval spans {severity_band(prediction['lower'])} to "
+        f"{severity_band(prediction['upper'])})  \n**Head:** {md(prediction['head'])}")
+    for caveat in compute.prediction_warnings(prediction, meta["classifier_sha256"]):
+        st.warning(md(caveat), icon=":material/warning:")
 coverages = {prediction["coverage"] for prediction in predictions}  # one interval note when all heads agree
 st.info("  \n".join(phq_caveats(coverages.pop() if len(coverages) == 1 else None)), icon=":material/info:")
 for label in data.session_labels(db_url, session_id):
-    st.caption(f"Recorded {label['instrument']} total for this session: **{label['total']}**")
+    st.caption(f"Recorded {md(label['instrument'])} total for this session: **{label['total']}**")
 
 # --------------------------------------------------------------------------------------- features
 st.subheader("Session features")
@@ -111,19 +115,21 @@ else:
     values = features["values"]
     names = [n for n in KEY_FEATURES if n in values] or sorted(values)[:9]
     grid = st.columns(3)
-    for number, name in enumerate(names):
-        with grid[number % 3].container(border=True):
+    for position, name in enumerate(names):
+        with grid[position % 3].container(border=True):
             value = values[name]
-            st.metric(name, "–" if value is None else f"{value:.3g}")
+            st.metric(md(feature_label(name)), number(value), help=md(name))
             st.caption(definitions.get(name) or "No definition recorded for this feature.")
     with st.expander("All features"):
-        st.dataframe(pd.DataFrame({"feature": list(values), "value": list(values.values()),
-                                   "meaning": [definitions.get(n, "") for n in values]}),
+        st.dataframe(pd.DataFrame({"feature": [feature_label(n) for n in values],
+                                   "value": [number(v, ".4g") for v in values.values()],
+                                   "meaning": [definitions.get(n, "") for n in values], "name": list(values)}),
                      hide_index=True, width="stretch")
     if summary.get("features") and (t0 > t_first or t1 < t_last):
         with st.expander("Features recomputed for the selected time range"):
-            st.dataframe(pd.DataFrame({"feature": list(summary["features"]),
-                                       "value": list(summary["features"].values())}),
+            st.dataframe(pd.DataFrame({"feature": [feature_label(n) for n in summary["features"]],
+                                       "value": [number(v, ".4g") for v in summary["features"].values()],
+                                       "name": list(summary["features"])}),
                          hide_index=True, width="stretch")
     if features["transition_matrix"] is not None:
         st.altair_chart(charts.transition_heatmap(features["transition_matrix"]), width="stretch")

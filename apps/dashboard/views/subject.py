@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from apps.dashboard import charts, context, data
+from apps.dashboard.text import feature_label
 
 TREND_FEATURES = ("face_found_fraction", "valence_mean", "arousal_mean", "expressivity", "emodiversity",
                   "pos_neg_balance", "mean_sadness", "mean_happiness", "transitions_per_min")
@@ -33,11 +34,20 @@ else:
     st.info("No PHQ estimates or recorded PHQ scores for this subject yet.")
 
 table = sessions  # its recorded_total is the label training would use (fervideo.phq.matching)
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "recorded_at": st.column_config.DatetimeColumn("recorded", format="YYYY-MM-DD"),
+st.dataframe(table.assign(
+    reliable=table["reliable"].map(lambda value: "not computed" if pd.isna(value) else
+                                   ("reliable" if value else "flagged")),
+    band=table["band"].replace("", "–"), instrument=table["instrument"].replace("", "–"),
+), hide_index=True, width="stretch", column_config={
+    "session_id": st.column_config.NumberColumn("session", format="%d"),
+    "recorded_at": st.column_config.DatetimeColumn("recorded (or processed, when undated)", format="YYYY-MM-DD"),
     "phq_estimate": st.column_config.NumberColumn("PHQ estimate", format="%.1f"),
-    "phq_lower": st.column_config.NumberColumn("lower", format="%.1f"),
-    "phq_upper": st.column_config.NumberColumn("upper", format="%.1f"),
+    "phq_lower": st.column_config.NumberColumn("interval lower", format="%.1f"),
+    "phq_upper": st.column_config.NumberColumn("interval upper", format="%.1f"),
+    "band": st.column_config.TextColumn("band of the estimate"),
+    "instrument": st.column_config.TextColumn("scale"),
+    "reliable": st.column_config.TextColumn("features"),
+    "recorded_total": st.column_config.NumberColumn("recorded PHQ total", format="%d"),
 })
 
 
@@ -50,7 +60,7 @@ def _change_table(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
             continue
         latest, first = series.iloc[-1], series.iloc[0]
         previous = series.iloc[-2] if len(series) > 1 else float("nan")
-        rows.append({"measure": name, "first": first, "previous": previous, "latest": latest,
+        rows.append({"measure": feature_label(name), "first": first, "previous": previous, "latest": latest,
                      "change since first": latest - first, "change since previous": latest - previous})
     return pd.DataFrame(rows, columns=["measure", "first", "previous", "latest", "change since first",
                                        "change since previous"])
