@@ -27,6 +27,7 @@ from fervideo.features import (
     OPENFACE_INTENSITY_AUS,
     OPENFACE_PRESENCE_AUS,
     OPENFACE_VARIABILITY_COLUMNS,
+    sampling_period,
     store_session_features,
 )
 from fervideo.labels import CANONICAL_LABELS
@@ -245,16 +246,15 @@ def import_openface_csv(db_factory, path: str | Path, subject: str, session_labe
     frames = openface_frame_table(table, min_confidence)
     face, trusted = trusted_frames(table, min_confidence)
     t = frames["t"].to_numpy()
-    steps = np.diff(t)
-    period = float(np.median(steps[steps > 0])) if (steps > 0).any() else float("nan")
+    period = sampling_period(t)
+    rate = round(1.0 / period, 2) if np.isfinite(period) else None  # heads compare rates; 3-decimal timestamps
     with db_factory.begin() as db:
         subject_row = get_or_create_subject(db, subject)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         session = VideoSession(
             subject_id=subject_row.id, source=SOURCE, video_path=str(path.resolve()), video_sha256=sha256,
             recorded_at=recorded_at, duration_s=float(t[-1] - t[0]) if len(t) else 0.0,
-            video_fps=1.0 / period if np.isfinite(period) else None, frame_count=len(frames),
-            sample_fps=1.0 / period if np.isfinite(period) else 0.0, settings_key=settings_key,
+            video_fps=rate, frame_count=len(frames), sample_fps=rate or 0.0, settings_key=settings_key,
             status=SessionStatus.DONE, started_at=now, finished_at=now, processing_s=0.0,
             sampled_frames=len(frames), face_frames=int(frames["face_found"].sum()),
             package_version=__version__, classifier_name=CLASSIFIER_NAME, classifier_sha256=RULES_SHA256,

@@ -37,7 +37,7 @@ def probability(row: dict, label: str) -> float:
 
 def write_csv(path: Path, rows: list[dict], confidences: list[float] | None = None, fps: float = 30.0) -> Path:
     confidences = confidences or [0.98] * len(rows)
-    frame = pd.DataFrame([{"frame": i + 1, "timestamp": round(i / fps, 4), "confidence": c, "success": 1} | row
+    frame = pd.DataFrame([{"frame": i + 1, "timestamp": round(i / fps, 3), "confidence": c, "success": 1} | row
                           for i, (row, c) in enumerate(zip(rows, confidences, strict=True))])
     path.write_text(frame.to_csv(index=False).replace(",", ", "))  # OpenFace writes ", " between fields
     return path
@@ -105,3 +105,17 @@ def test_min_confidence_is_validated_and_reaches_the_cli(db_url, tmp_path):
     with factory() as db:
         (session,) = db.query(VideoSession).all()
         assert session.detector_params["min_confidence"] == 0.9
+
+
+# ---------------------------------------------------------------------- item 14 (sampling rate, OpenFace)
+def test_the_sampling_rate_of_rounded_timestamps_is_the_true_rate(db_url, tmp_path):
+    """OpenFace writes timestamps to 3 decimals (0.033, 0.067, 0.1 ...): the median step, 0.033 s, would
+    make 30.30 fps. Heads compare rates, so two 30 fps files must both say 30 fps."""
+    factory = open_database(db_url)
+    rows = [face_row((), FULL_INTENSITY, FULL_PRESENCE)]
+    rates = []
+    for n, name in ((400, "a.csv"), (917, "b.csv")):
+        result = import_openface_csv(factory, write_csv(tmp_path / name, rows * n, fps=30.0), "P1")
+        with factory() as db:
+            rates.append(db.get(VideoSession, result.session_id).sample_fps)
+    assert rates == [30.0, 30.0]

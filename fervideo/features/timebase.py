@@ -34,10 +34,18 @@ def timestamp_problem(t: np.ndarray) -> str | None:
 
 
 def sampling_period(t: np.ndarray) -> float:
-    """Median step between sampled timestamps (NaN with fewer than two frames or no positive step)."""
+    """The typical step between sampled timestamps: the mean of the steps within 0.5-1.5 x the median.
+
+    The median alone is robust to holes but not to rounded timestamps (OpenFace writes 3 decimals, so
+    30 fps steps read 0.033 and 0.034 and the median says 30.3 fps); the mean of the regular steps is
+    both. NaN with fewer than two frames or no positive step.
+    """
     steps = np.diff(t)
     steps = steps[steps > 0]
-    return float(np.median(steps)) if len(steps) else float("nan")
+    if not len(steps):
+        return float("nan")
+    median = np.median(steps)
+    return float(np.mean(steps[(steps >= 0.5 * median) & (steps <= 1.5 * median)]))
 
 
 @dataclass(frozen=True)
