@@ -265,13 +265,34 @@ def test_remove_user_of_unknown_login_exits_2_and_keeps_the_file(capsys, tmp_pat
     assert users.read_text() == before
 
 
-def test_ctrl_c_inside_a_command_prints_interrupted_and_exits_130(capsys, db_path, monkeypatch):
-    def interrupted(*_args, **_kwargs):
-        raise KeyboardInterrupt
+@pytest.mark.parametrize(("signum", "expected_code", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                                (signal.SIGTERM, 143, "terminated")])
+def test_a_stop_signal_inside_a_command_is_one_word_and_its_exit_code(capsys, db_path, monkeypatch, signum,
+                                                                      expected_code, word):
+    def stopped_here(*_args, **_kwargs):
+        os.kill(os.getpid(), signum)  # as Ctrl-C or `kill PID` would, while the command works
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("the signal was not handled")
 
-    monkeypatch.setattr("fervideo.store.list_sessions", interrupted)
+    monkeypatch.setattr("fervideo.store.list_sessions", stopped_here)
     code, _, err = cli(capsys, "sessions", "--db", str(db_path))
-    assert code == 130 and err.strip() == "interrupted"
+    assert code == expected_code and err.strip() == word
+    import fervideo.cli
+
+    # The handlers are the caller's again once the command is over.
+    assert fervideo.cli._on_stop_signal not in (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+
+
+def test_a_command_that_reports_its_own_interruption_is_not_echoed(capsys, db_path, monkeypatch):
+    import typer
+
+    def handled_inside(*_args, **_kwargs):
+        print("interrupted by signal 2: marked interrupted", file=sys.stderr)
+        raise typer.Exit(130)  # what `process` does after finishing or rolling back its chunk
+
+    monkeypatch.setattr("fervideo.store.list_sessions", handled_inside)
+    code, _, err = cli(capsys, "sessions", "--db", str(db_path))
+    assert code == 130 and err.strip().splitlines() == ["interrupted by signal 2: marked interrupted"]
 
 
 def test_an_explicit_exit_code_is_honoured(capsys, db_path, monkeypatch):

@@ -39,12 +39,15 @@ class Terminated(KeyboardInterrupt):
     (finish or roll back a chunk, mark the session) handles a `kill` the same way."""
 
 
+# Signals that reached our own handlers during this run. A command that handles SIGINT/SIGTERM itself
+# (`process` finishes or rolls back its chunks, prints what it did and exits 130/143) installs its own
+# handlers meanwhile, so nothing lands here and nothing is printed twice.
 _signals_seen: list[int] = []
 
 
-def _raise_terminated(signum, _frame) -> None:
+def _on_stop_signal(signum, _frame) -> None:
     _signals_seen.append(signum)
-    raise Terminated()
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main() -> None:
@@ -56,21 +59,22 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run `fervideo ARGV` (default: sys.argv[1:]) and return the exit code; never raises for errors a
     user can cause."""
     _signals_seen.clear()
-    previous = _install_sigterm_handler()
+    previous = _install_stop_handlers()
     try:
-        code = _run_app(argv)
+        return _run_app(argv)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    return code
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _install_sigterm_handler():
-    # Only the main thread may set handlers (tests may call run() from another one).
-    try:
-        return signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:
-        return None
+def _install_stop_handlers() -> dict:
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, _on_stop_signal)
+        except ValueError:  # only the main thread may set handlers (tests may call run() from another)
+            break
+    return previous
 
 
 def _run_app(argv: Sequence[str] | None) -> int:
@@ -105,7 +109,7 @@ def _run_app(argv: Sequence[str] | None) -> int:
             raise
         return _fail(database_message, EXIT_DATABASE)
     code = returned if isinstance(returned, int) and not isinstance(returned, bool) else EXIT_OK
-    if code == EXIT_INTERRUPTED:
+    if code == EXIT_INTERRUPTED and _signals_seen:
         # typer turns a KeyboardInterrupt inside a command into Exit(130), silently; say what happened.
         return _stopped(terminated=signal.SIGTERM in _signals_seen)
     return code
