@@ -225,3 +225,27 @@ def test_missingness_indicators_are_ordinary_features(tmp_path):
     with factory() as db:
         has_indicator = any(indicator in row.values for row in db.scalars(select(SessionFeatures)))
     assert has_indicator
+
+
+# ------------------------------------------------- the caveats travel with the number into exports
+def test_export_summary_cohort_table_and_report_carry_the_caveats(tmp_path):
+    from fervideo.export import cohort_table, render_report_html, session_summary
+    from fervideo.store import frame_table
+
+    factory = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    make_cohort(factory, n_subjects=24, signal=0.0, noise=5.0)
+    train_head(factory, "weak", n_boot=100)
+    values = dict.fromkeys(feature_names(), 0.1)
+    values[feature_names()[0]] = None
+    session_id = _new_subject_session(factory, "EXP1", values)
+    predict_session(factory, session_id, "weak", allow_weak_head=True)
+    phq = session_summary(factory, session_id)["phq"]
+    assert phq["imputed_features"] == 1 and phq["in_sample"] is False and phq["head_beats_baseline"] is False
+    assert phq["warnings"][0] == WEAK_HEAD_WARNING and any("1 of the head's" in w for w in phq["warnings"])
+    assert any(CV_PLUS in caveat for caveat in phq["caveats"])
+    row = cohort_table(factory, [session_id]).iloc[0]
+    assert row["phq_imputed_features"] == 1 and not row["phq_in_sample"] and not row["phq_head_beats_baseline"]
+    with factory() as db:
+        frames = frame_table(db, session_id)
+    html = render_report_html(session_summary(factory, session_id, frames), frames)
+    assert "does not beat guessing the cohort mean" in html and "Imputed features" in html
