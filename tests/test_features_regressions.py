@@ -132,7 +132,7 @@ def test_a_tenth_of_a_second_is_not_reliable():
 def test_all_zero_timestamps_are_unreliable_with_a_reason():
     result = compute_session_features(table(one_hot([HAPPY] * 300), np.zeros(300)))
     assert not result.reliable and any("timestamps" in note for note in result.reliability_notes)
-    assert math.isnan(result.values["mssd_happiness"])
+    assert math.isnan(result.values["mssd_happiness"]) and math.isnan(result.values["duration_s"])
 
 
 def test_decreasing_timestamps_are_unreliable():

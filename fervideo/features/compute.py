@@ -52,17 +52,20 @@ def basic_summary(frames: pd.DataFrame) -> dict:
     }
 
 
-def _coverage(t: np.ndarray, face: np.ndarray, face_found: np.ndarray, period: float) -> dict[str, float]:
+def _coverage(t: np.ndarray, face: np.ndarray, face_found: np.ndarray, period: float,
+              timed: bool) -> dict[str, float]:
+    """Counts always; durations only when the timestamps are usable (`timed`), else NaN."""
     step = period if math.isfinite(period) else 0.0
     n_face = int(face.sum())
+    nan = float("nan")
     return {
-        "duration_s": float(t[-1] - t[0] + step) if len(t) else 0.0,
+        "duration_s": (float(t[-1] - t[0] + step) if len(t) else 0.0) if timed else nan,
         "sampled_frames": float(len(t)),
         "face_frames": float(n_face),
         "face_s": n_face * step,
         "excluded_face_frames": float(np.sum(face_found & ~face)),
         "face_found_fraction": n_face / len(t) if len(t) else 0.0,
-        "longest_gap_s": longest_gap(t, face, period),
+        "longest_gap_s": longest_gap(t, face, period) if timed else nan,
     }
 
 
@@ -79,7 +82,7 @@ def compute_session_features(frames: pd.DataFrame, lag_s: float = LAG_S) -> Sess
     probs = np.nan_to_num(table[list(CANONICAL_LABELS)].to_numpy(dtype=np.float64))
     problem = timestamp_problem(t)
     period = sampling_period(t) if problem is None else float("nan")
-    values = _coverage(t, face, face_found, period)
+    values = _coverage(t, face, face_found, period, timed=problem is None)
     # Without a usable time base (period NaN) there are no pairs: every dynamics feature is undefined.
     pairs = lagged_pairs(t, face, period, lag_s)
     dominant = np.argmax(probs, axis=1)  # per frame; only face frames' entries are ever read
