@@ -102,7 +102,8 @@ def _undecodable(path: Path, header: ContainerHeader, failure: str) -> InputVide
             f"`ffmpeg -i {path.name} -c:v libx264 out.mp4`"
         )
     if "cannot find video stream" in failure:
-        return InputVideoError(f"{path}: the file holds no video stream (audio only?); pass the video recording")
+        return InputVideoError(f"{path}: cannot be decoded as a video: no video stream found (an audio-only "
+                               "file, or one cut short); pass the complete video recording")
     return InputVideoError(
         f"{path}: cannot be decoded as a video ({failure}); "
         "the file is not a video, or is truncated or corrupt: copy or export it again"
