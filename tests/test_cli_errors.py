@@ -500,3 +500,33 @@ def test_package_imports_from_the_folder_that_holds_the_clone(tmp_path):
     done = subprocess.run([sys.executable, "-c", "import fervideo; print(fervideo.process_video.__name__)"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "process_video", done.stderr
+
+
+def test_log_messages_show_escape_sequences_instead_of_obeying_them(capsys):
+    import logging
+
+    from fervideo.cli.app import _root
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers = []
+    try:
+        _root(verbose=False)
+        logging.getLogger("fervideo.test").warning("file %s is odd", "\x1b]0;owned\x07[bold]x.mp4")
+    finally:
+        root.handlers, root.level = saved
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b]0;owned\\x07[bold]x.mp4" in err
+
+
+def test_export_out_in_an_unwritable_folder_is_refused_before_the_database_is_read(capsys, db_path, tmp_path,
+                                                                                    monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    # As root, permissions do not bind: the folder reports itself as not writable instead.
+    monkeypatch.setattr("fervideo.cli.arguments.os.access",
+                        lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    code, _, err = cli(capsys, "export", "--all", "--out", str(locked / "reports"), "--db", str(db_path))
+    assert_one_line_error(code, err, 2, "is not writable")
+    assert not (locked / "reports").exists()

@@ -15,7 +15,7 @@ from rich.progress import ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
 
-from fervideo.cli.arguments import database_option, shown
+from fervideo.cli.arguments import database_option, shown, visible_controls
 from fervideo.errors import FervideoError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -46,11 +46,16 @@ DbOption = Annotated[
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-    )
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)  # markup off by default
+    handler.addFilter(_visible_controls_in_log)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[handler])
+
+
+def _visible_controls_in_log(record: logging.LogRecord) -> bool:
+    """Log messages quote paths and codes too: their escape sequences are shown, not obeyed."""
+    record.msg, record.args = visible_controls(record.getMessage()), None
+    return True
 
 
 def resolve_sessions(db: str | None, session: int | None, all_sessions: bool) -> tuple[sessionmaker, list[int]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import unicodedata
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -137,8 +138,6 @@ def output_folder(value: Path | None) -> Path | None:
         existing = existing.parent
     if not existing.is_dir():
         raise typer.BadParameter(f"{shown_plain(existing)} is a file, so {shown_plain(value)} cannot be created")
-    import os
-
     if not os.access(existing, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"{shown_plain(existing)} is not writable")
     return value
