@@ -57,11 +57,11 @@ def test_db_upgrade_imports_file_heads_once(tmp_path, capsys):
     home = Path(os.environ["FERVIDEO_HOME"])
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     sha = _write_file_head(home, "old")
-    _write_file_head(home, "unregistered")  # files without a row (e.g. another machine's database)
+    _write_file_head(home, "other")  # files without a row here: another database's head
     _database_at_0002_with_a_head_row(url, "old", sha, home / "phq_heads" / "old")
     assert run(["db", "upgrade", "--db", url]) == 0
     out = capsys.readouterr().out
-    assert "'old' imported" in out and "'unregistered' imported" in out
+    assert "'old' imported" in out and "'other'" not in out
     factory = open_database(url)
     _, head = get_head(factory, "old")
     assert head.format == 1 and head.features == FEATURES
@@ -75,8 +75,11 @@ def test_db_upgrade_imports_file_heads_once(tmp_path, capsys):
 def test_an_imported_old_head_is_shown_but_refuses_to_predict(tmp_path, capsys):
     home = Path(os.environ["FERVIDEO_HOME"])
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    _write_file_head(home, "old")
-    open_database(url)
+    sha = _write_file_head(home, "old")
+    _database_at_0002_with_a_head_row(url, "old", sha, home / "phq_heads" / "old")
+    from fervideo.store import upgrade_database
+
+    upgrade_database(make_engine(url))
     assert import_file_heads(open_database(url)) == ["old"]
     assert run(["phq", "evaluate", "old", "--db", url]) == 0
     assert "format-1 head" in capsys.readouterr().out
@@ -94,12 +97,21 @@ def test_changed_or_pickled_file_heads_are_not_imported(tmp_path):
     folder.mkdir()
     (folder / "head.json").write_text(json.dumps({"name": "pickled"}))
     np.savez(folder / "params.npz", coef=np.array([{"a": 1}], dtype=object))  # object arrays need pickle
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO phq_heads (name, path, sha256, created_at, instrument, feature_source, classifier_name, "
+            "classifier_sha256, n_subjects, n_sessions, metrics) VALUES ('pickled', :path, :sha, '2026-01-01', "
+            "'PHQ-8', 'video', 'c', 'd', 1, 1, '{}')"),
+            {"path": str(folder), "sha": hashlib.sha256((folder / "head.json").read_bytes()
+                                                        + (folder / "params.npz").read_bytes()).hexdigest()})
     from fervideo.store import upgrade_database
 
-    upgrade_database(make_engine(url))
+    upgrade_database(engine)
     assert import_file_heads(open_database(url)) == []
-    with pytest.raises(DataFileError, match="not in the database yet"):
-        get_head(open_database(url), "changed")
+    for name in ("changed", "pickled"):
+        with pytest.raises(DataFileError, match="not in the database yet"):
+            get_head(open_database(url), name)
 
 
 def test_arrays_round_trip_without_pickle():

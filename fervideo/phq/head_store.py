@@ -196,9 +196,10 @@ def read_head_files(path: Path) -> tuple[dict, bytes]:
 def import_file_heads(db_factory, home: Path | None = None) -> list[str]:
     """Copy every head saved as files under `$FERVIDEO_HOME/phq_heads` into the database, once.
 
-    A head whose row exists but holds no arrays is filled in if its files still match the sha256 recorded at
-    training; a head with no row is added. Heads already in the database are left alone. Returns the names
-    imported. Called by `fervideo db upgrade`.
+    A head whose row exists but holds no arrays (a head trained before heads moved into the database) is
+    filled in if its files still match the sha256 recorded at training. Folders without a row here belong to
+    another database and are left alone, as are heads already in the database. Returns the names imported.
+    Called by `fervideo db upgrade`.
     """
     from fervideo.store import PhqHead
 
@@ -209,9 +210,12 @@ def import_file_heads(db_factory, home: Path | None = None) -> list[str]:
     for path in sorted(p for p in folder.iterdir() if (p / "head.json").is_file()):
         with db_factory.begin() as db:
             row = db.scalar(select(PhqHead).where(PhqHead.name == path.name))
-            if row is not None and row.params is not None:
+            if row is None:
+                log.info("PHQ head folder %s has no row in this database; not imported", path)
                 continue
-            if row is not None and row.sha256 and _file_sha256(path) != row.sha256:
+            if row.params is not None:
+                continue
+            if _file_sha256(path) != row.sha256:
                 log.warning("PHQ head %s: files changed since training; not imported", path.name)
                 continue
             try:
@@ -222,9 +226,6 @@ def import_file_heads(db_factory, home: Path | None = None) -> list[str]:
             if config.get("name") != path.name:
                 log.warning("PHQ head folder %s holds head %r; not imported", path, config.get("name"))
                 continue
-            if row is None:
-                row = PhqHead(name=path.name)
-                db.add(row)
             _fill_row(row, config, params, hashlib.sha256(params).hexdigest(), str(path))
             imported.append(path.name)
     return imported
