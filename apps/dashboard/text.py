@@ -45,7 +45,7 @@ FEATURE_LABELS = {
     "valence_mean": "mean valence (-1 to 1)",
     "arousal_mean": "mean arousal (-1 to 1)",
     "expressivity": "expressivity (0 to 1)",
-    "emodiversity": "emodiversity (bits)",
+    "emodiversity": "emodiversity (nats)",
     "entropy_mean": "mean entropy (bits)",
     "pos_neg_balance": "positive-negative balance (-1 to 1)",
     "transitions_per_min": "transitions per minute",
