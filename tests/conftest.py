@@ -33,3 +33,27 @@ def real_clip(tmp_path) -> Path:
 @pytest.fixture
 def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'fervideo.sqlite'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the whole run (tests/postgres_server.py); skips with the
+    reason where the server cannot be started (no binaries, no psycopg)."""
+    from postgres_server import PostgresServer
+
+    server = PostgresServer()
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        server.stop()
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_url(request, tmp_path) -> str:
+    """A fresh database URL, once SQLite and once PostgreSQL: adopt it in a test that must hold on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fervideo.sqlite'}"
+    return request.getfixturevalue("postgres_server").new_database()
