@@ -22,12 +22,15 @@ install: $(STAMP)
 
 # System tools the tests use: Debian's Chromium + ChromeDriver (dashboard end-to-end test) and
 # poppler-utils (PDF report rendering). Tests that need them skip with a reason if they are absent.
+# PostgreSQL's server binaries (initdb, pg_ctl: Debian's postgresql package) let the store, pipeline and
+# batch tests run against a throwaway server as well as SQLite (tests/postgres_server.py).
 SYSTEM_TOOLS := chromium chromedriver pdftoppm
 system-deps:
 	@missing=0; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing=1; \
 	if [ $$missing = 1 ]; then \
-	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver poppler-utils >/dev/null) \
-	  || echo "could not install chromium/poppler-utils: the tests that need them will be skipped"; fi
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver poppler-utils postgresql >/dev/null) \
+	  || echo "could not install chromium/poppler-utils/postgresql: the tests that need them will be skipped"; fi
 
 demo: install
 	$(BIN)/fervideo process tests/data/single_face.mp4 --subject demo-subject --db sqlite:///demo.sqlite --force
