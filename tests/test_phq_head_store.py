@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from phq_cohort import add_session, feature_names, make_cohort
+from sqlalchemy import select, text
 
 from fervideo.cli import run
 from fervideo.errors import DataFileError, PhqRefusalError
-from fervideo.phq import get_head, predict_session
+from fervideo.phq import get_head, predict_session, train_head
 from fervideo.phq.head_store import import_file_heads, pack_arrays, unpack_arrays
-from fervideo.store import make_engine, open_database
+from fervideo.store import PhqPrediction, Subject, make_engine, open_database
 
 FEATURES = ["mean_sadness", "mean_happiness"]
 
@@ -120,3 +121,21 @@ def test_arrays_round_trip_without_pickle():
     assert back["calibration.group"].tolist() == ["007", "7"]  # subject codes stay text
     with pytest.raises(ValueError):
         unpack_arrays(pack_arrays({"x": np.array([{"a": 1}], dtype=object)}))
+
+
+def test_train_store_and_predict_on_sqlite_and_postgresql(any_db_url):
+    factory = open_database(any_db_url)
+    make_cohort(factory, n_subjects=16)
+    trained = train_head(factory, "both", n_boot=50)
+    _, head = get_head(factory, "both")  # read back: npz bytes, sha256 and JSON survive the backend
+    assert head.config == trained.model.config and set(head.arrays) == set(trained.model.arrays)
+    with factory.begin() as db:
+        subject = Subject(code="PGNEW")
+        db.add(subject)
+        db.flush()
+        session_id = add_session(db, subject, dict.fromkeys(feature_names(), 0.1)).id
+    estimate = predict_session(factory, session_id, "both", allow_weak_head=True)
+    assert 0 <= estimate.lower <= estimate.estimate <= estimate.upper <= 24 and not estimate.in_sample
+    with factory() as db:
+        stored = db.scalar(select(PhqPrediction).where(PhqPrediction.session_id == session_id))
+        assert stored.n_imputed == 0 and stored.in_sample is False and stored.interval_method
