@@ -102,6 +102,8 @@ def test_regression_a_head_that_does_not_beat_the_mean_is_flagged_and_refused(tm
     capsys.readouterr()
     assert run(["phq", "predict", str(session_id), "--head", "weak", "--db", url]) == 6  # a PHQ refusal
     assert "--allow-weak-head" in capsys.readouterr().err and _stored(factory, session_id) is None
+    assert run(["phq", "predict", "--all", "--head", "weak", "--db", url]) == 6  # refused once for the head
+    assert capsys.readouterr().err.count("does not beat guessing the cohort mean") == 1
     allowed = runner.invoke(app, ["phq", "predict", str(session_id), "--head", "weak", "--allow-weak-head",
                                   "--db", url])
     assert allowed.exit_code == 0, allowed.output

@@ -191,9 +191,11 @@ def predict(
 ) -> None:
     """Estimate PHQ totals with interval, severity band, imputed-feature count and in-sample mark; unreliable
     or mismatched sessions, and every session of a head that does not beat the mean, are refused."""
-    from fervideo.phq import PHQ_CAVEAT, WEAK_HEAD_WARNING, interval_note, predict_session
+    from fervideo.phq import PHQ_CAVEAT, WEAK_HEAD_WARNING, get_head, interval_note, predict_session
+    from fervideo.phq.predict import refuse_unusable_head
 
     factory, ids = resolve_sessions(db, session, all_sessions)
+    refuse_unusable_head(get_head(factory, head)[1], allow_weak_head)  # once, not once per session
     table = Table("session", "estimate", "interval", "band", "imputed features", "sample",
                   title=f"PHQ estimates by head {escape(head)}", title_justify="left")
     refusals = ItemErrors(len(ids), label="refused", colour="yellow")

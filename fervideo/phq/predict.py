@@ -83,6 +83,16 @@ def _refuse_mismatch(session, head: PhqHeadModel, features) -> None:
                               + "; ".join(features.reliability_notes))
 
 
+def refuse_unusable_head(head: PhqHeadModel, allow_weak_head: bool = False) -> None:
+    """A head no session may use: trained by an older fervideo, or (unless allowed) not beating the mean."""
+    if head.format != HEAD_FORMAT:
+        raise PhqRefusalError(f"head {head.name!r} was trained by an older fervideo (format {head.format}: a naive "
+                              "interval, no baseline check); retrain it with `fervideo phq train`")
+    if not head.config.get("beats_baseline") and not allow_weak_head:
+        raise PhqRefusalError(f"head {head.name!r} does not beat guessing the cohort mean (see `fervideo phq "
+                              f"evaluate {head.name}`); use --allow-weak-head to show its estimates with a warning")
+
+
 def imputed_feature_names(values: dict, names: list[str]) -> list[str]:
     """The head's features this session lacks (null or NaN): the head fills them with training medians."""
     def missing(value) -> bool:
@@ -129,9 +139,7 @@ def predict_session(db_factory, session_id: int, head_name: str, store: bool = T
     from fervideo.store import SessionStatus, VideoSession
 
     head_id, head = get_head(db_factory, head_name)
-    if head.format != HEAD_FORMAT:
-        raise PhqRefusalError(f"head {head_name!r} was trained by an older fervideo (format {head.format}: a naive "
-                              "interval, no baseline check); retrain it with `fervideo phq train`")
+    refuse_unusable_head(head, allow_weak_head)
     with db_factory() as db:
         session = db.get(VideoSession, session_id)
         if session is None:
@@ -144,9 +152,6 @@ def predict_session(db_factory, session_id: int, head_name: str, store: bool = T
     imputed = imputed_feature_names(features.values, head.features)
     _refuse_imputation(session_id, head, imputed)
     beats = bool(head.config.get("beats_baseline"))
-    if not beats and not allow_weak_head:
-        raise PhqRefusalError(f"head {head_name!r} does not beat guessing the cohort mean (see `fervideo phq "
-                              f"evaluate {head_name}`); use --allow-weak-head to show its estimates with a warning")
     x = np.array([[np.nan if features.values.get(n) is None else features.values[n] for n in head.features]],
                  dtype=np.float64)
     raw, lower, upper, kind = _estimate_and_interval(head, x, subject)
