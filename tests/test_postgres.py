@@ -54,3 +54,28 @@ def test_unreachable_server_is_a_one_line_error(postgres_server):
     with pytest.raises(DatabaseError) as caught:
         open_database(url)
     assert "\n" not in str(caught.value) and "no_such_database" in str(caught.value)
+
+
+def test_every_core_command_on_both(capsys, tmp_path, any_db_url):
+    from test_pipeline import run_cli
+
+    video = pattern_video(tmp_path / "v.mp4", n_frames=15, width=96, height=64)
+    base = ("--db", any_db_url)
+    code, _, err = run_cli(capsys, "process", str(video), "-s", "S1", "--fps", "0", "--model",
+                           "mini-xception-fer2013", "--threads", "1", *base)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "sessions", *base)
+    assert code == 0 and "S1" in out, err
+    code, out, err = run_cli(capsys, "features", "--all", *base)
+    assert code == 0, err
+    for fmt in ("csv", "json", "html"):
+        code, _, err = run_cli(capsys, "export", "--all", "--format", fmt, "--out", str(tmp_path / fmt), *base)
+        assert code == 0, (fmt, err)
+        assert any((tmp_path / fmt).rglob(f"*.{fmt}"))
+
+
+def test_a_url_without_driver_uses_psycopg(postgres_server):
+    url = postgres_server.new_database().replace("postgresql+psycopg://", "postgresql://")
+    engine = make_engine(url)
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()

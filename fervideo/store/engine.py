@@ -63,8 +63,13 @@ def make_engine(url: str | None = None) -> Engine:
         file = folder / Path(parsed.database).name
         if (file.exists() and not os.access(file, os.W_OK)) or not os.access(folder, os.W_OK):
             raise DatabaseError(f"database {file} {_SQLITE_PROBLEMS['SQLITE_READONLY']}")
+    if parsed.drivername == "postgresql":
+        # SQLAlchemy's default PostgreSQL driver is psycopg2; ours is psycopg 3 (the [postgres] extra).
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    server = parsed.get_backend_name() != "sqlite"
     try:
-        engine = create_engine(parsed)
+        # A study's server may drop idle connections (restarts, proxies): check each one before use.
+        engine = create_engine(parsed, pool_pre_ping=server)
     except (ArgumentError, ImportError, SQLAlchemyError) as exc:
         raise DatabaseError(f"cannot open database {parsed.render_as_string()}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
