@@ -216,3 +216,19 @@ def test_process_with_the_baseline_never_imports_heavy_modules(real_clip: Path, 
     assert completed.returncode == 0, completed.stderr[-2000:]
     outcome = json.loads(completed.stdout.strip().splitlines()[-1])
     assert outcome == {"code": 0, "loaded": []}
+
+
+def test_threaded_alignment_by_index_equals_the_serial_stack(monkeypatch, frames: np.ndarray) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fervideo.faces import align
+
+    points = np.array([[250, 150], [330, 150], [290, 190], [260, 230], [320, 230]], np.float32)
+    landmarks = np.repeat(points[None], 6, axis=0) + np.arange(6, dtype=np.float32)[:, None, None]
+    indices = np.array([0, 2, 2, 5, 7, 9])
+    serial = align.align_faces(frames[indices], landmarks)
+    monkeypatch.setattr(align, "PARALLEL_MIN_FACES", 2)
+    monkeypatch.setattr(align, "_warp_workers", lambda: ThreadPoolExecutor(max_workers=3))
+    np.testing.assert_array_equal(align.align_faces(frames, landmarks, frame_indices=indices), serial)
+    with pytest.raises(ValueError, match="landmark sets"):
+        align.align_faces(frames, landmarks, frame_indices=indices[:3])

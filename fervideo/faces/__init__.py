@@ -133,7 +133,7 @@ class FaceAnalyzer:
             else:
                 batch.landmarks[i] = five[i]
         found = batch.found
-        batch.crops = align_faces(frames_rgb[found], five[found], margin=self.margin)
+        batch.crops = align_faces(frames_rgb, five[found], margin=self.margin, frame_indices=np.flatnonzero(found))
         measured = face_quality(batch.boxes[found], batch.scores[found], five[found], batch.crops)
         for key in QUALITY_KEYS:
             batch.quality[key][found] = measured[key]

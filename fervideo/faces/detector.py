@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fervideo.errors import ModelError
@@ -161,8 +162,10 @@ class RetinaFaceDetector:
             return []
         height, width = frames_rgb.shape[1:3]
         small_h, small_w = resized_shape(height, width, self.detect_size)
-        small = self._downscale(frames_rgb, small_h, small_w)
-        frame_of, anchor_of, loc, scores, landm = self._run_network(small)
+        if self.module is not None and self.device.type == "cuda":
+            frame_of, anchor_of, loc, scores, landm = self._run_on_gpu(frames_rgb, small_h, small_w)
+        else:
+            frame_of, anchor_of, loc, scores, landm = self._run_network(self._downscale(frames_rgb, small_h, small_w))
         priors = priors_for(small_h, small_w)[anchor_of]
         # Normalised coordinates times the source size map straight back to source pixels.
         scale = np.array([width, height], np.float32)
@@ -179,30 +182,32 @@ class RetinaFaceDetector:
             loc, conf, landm = self.onnx.run(np.ascontiguousarray(frames_rgb))
             return loc, conf, landm
         with torch.inference_mode():
-            batch = torch.from_numpy(np.ascontiguousarray(frames_rgb))
-            if self.device.type == "cuda":
-                batch = batch.pin_memory().to(self.device, non_blocking=True)
-            outputs = self.module(batch)
+            outputs = self.module(torch.from_numpy(np.ascontiguousarray(frames_rgb)).to(self.device))
         return tuple(output.float().cpu().numpy() for output in outputs)
 
     def _run_network(self, small: np.ndarray) -> tuple[np.ndarray, ...]:
         """Network outputs of the anchors above the score threshold: (frame, anchor, loc, score, landmarks)."""
-        if self.module is not None and self.device.type == "cuda":
-            return self._run_on_gpu(small)
         loc, conf, landm = self.raw_outputs(small)
         frame_of, anchor_of = np.nonzero(conf[..., 1] > self.score_threshold)
         return frame_of, anchor_of, loc[frame_of, anchor_of], conf[frame_of, anchor_of, 1], landm[frame_of, anchor_of]
 
     @torch.inference_mode()
-    def _run_on_gpu(self, small: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Filter on the GPU so that only the few candidate anchors come back over the bus."""
-        batch = torch.from_numpy(np.ascontiguousarray(small)).pin_memory().to(self.device, non_blocking=True)
-        loc, conf, landm = self.module(batch)
-        frame_of, anchor_of = torch.nonzero(conf[..., 1] > self.score_threshold, as_tuple=True)
-        picked = (frame_of, anchor_of, loc[frame_of, anchor_of], conf[frame_of, anchor_of, 1],
-                  landm[frame_of, anchor_of])
-        return tuple(tensor.float().cpu().numpy() if tensor.is_floating_point() else tensor.cpu().numpy()
-                     for tensor in picked)
+    def _run_on_gpu(self, frames_rgb: np.ndarray, small_h: int, small_w: int) -> tuple[np.ndarray, ...]:
+        """The GPU path: full uint8 frames go up (pinned, asynchronous), are downscaled there (antialiased
+        bilinear, rounded to whole grey levels like the CPU's INTER_AREA bytes), run under fp16 autocast,
+        and only the few anchors above the score threshold come back over the bus. Agrees with the CPU
+        path to about a pixel (benchmarks/bench_gpu.py reports the measured difference)."""
+        batch = torch.from_numpy(np.ascontiguousarray(frames_rgb)).pin_memory().to(self.device, non_blocking=True)
+        if (small_h, small_w) != frames_rgb.shape[1:3]:
+            nchw = batch.permute(0, 3, 1, 2).float()
+            nchw = F.interpolate(nchw, size=(small_h, small_w), mode="bilinear", antialias=True, align_corners=False)
+            batch = nchw.round_().clamp_(0, 255).permute(0, 2, 3, 1)
+        with torch.autocast("cuda", dtype=torch.float16):
+            loc, conf, landm = self.module(batch)
+        scores = conf[..., 1].float()
+        frame_of, anchor_of = torch.nonzero(scores > self.score_threshold, as_tuple=True)
+        picked = (loc[frame_of, anchor_of].float(), scores[frame_of, anchor_of], landm[frame_of, anchor_of].float())
+        return (frame_of.cpu().numpy(), anchor_of.cpu().numpy(), *(tensor.cpu().numpy() for tensor in picked))
 
     @staticmethod
     def _downscale(frames_rgb: np.ndarray, small_h: int, small_w: int) -> np.ndarray:
