@@ -239,6 +239,7 @@ def test_cli_train_refuses_unmatched_split_ids(db_url, tmp_path):
     trained = CliRunner().invoke(app, [*args, "--ignore-unmatched", "--label-window-days", "7"])
     assert trained.exit_code == 0, trained.output
     assert "2 subjects" in trained.output  # the two matched held-out subjects
+    assert "label window: +/- 7 days; sessions left out: none" in trained.output
 
 
 # ----------------------------------------------------- 12.12, 12.8, 9.12: what a label import refuses

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from fervideo.phq.label_file import (
     MAX_SHOWN_PROBLEMS,
@@ -42,17 +42,23 @@ def _chunks(values: list, size: int = 500) -> Iterable[list]:
         yield values[start:start + size]
 
 
-def _subjects(db, codes: set[str]) -> dict[str, object]:
-    """Subject rows by code, created where new."""
+def _subjects(db, codes: set[str]) -> dict[str, int]:
+    """Subject ids by code, created where new. Plain rows, not ORM objects, and one executemany: a
+    100k-row file stays quick."""
     from fervideo.store import Subject
 
-    found = {}
-    for chunk in _chunks(sorted(codes)):
-        found.update((row.code, row) for row in db.scalars(select(Subject).where(Subject.code.in_(chunk))))
-    for code in sorted(codes - set(found)):
-        found[code] = Subject(code=code)
-        db.add(found[code])
-    db.flush()
+    def load(wanted: set[str]) -> dict[str, int]:
+        ids = {}
+        for chunk in _chunks(sorted(wanted)):
+            ids.update((code, id_) for code, id_ in db.execute(select(Subject.code, Subject.id)
+                                                               .where(Subject.code.in_(chunk))))
+        return ids
+
+    found = load(codes)
+    missing = sorted(codes - set(found))
+    if missing:
+        db.execute(insert(Subject), [{"code": code} for code in missing])
+        found.update(load(set(missing)))
     return found
 
 
@@ -60,30 +66,32 @@ def _stored_labels(db, subject_ids: list[int]) -> dict[tuple, list]:
     """Stored labels by (subject id, session id, day, instrument): the key of one questionnaire."""
     from fervideo.store import PhqLabel
 
+    columns = (PhqLabel.subject_id, PhqLabel.session_id, PhqLabel.administered_at, PhqLabel.instrument,
+               PhqLabel.total, PhqLabel.items, PhqLabel.source_file)
     stored: dict[tuple, list] = {}
     for chunk in _chunks(sorted(subject_ids)):
-        for row in db.scalars(select(PhqLabel).where(PhqLabel.subject_id.in_(chunk)).order_by(PhqLabel.id)):
+        for row in db.execute(select(*columns).where(PhqLabel.subject_id.in_(chunk)).order_by(PhqLabel.id)):
             day = None if row.administered_at is None else calendar_day(row.administered_at)
             stored.setdefault((row.subject_id, row.session_id, day, row.instrument), []).append(row)
     return stored
 
 
-def _check_against_store(db, labels: list[ParsedLabel], subjects: dict, stored: dict[tuple, list],
+def _check_against_store(db, labels: list[ParsedLabel], subjects: dict[str, int], stored: dict[tuple, list],
                          problems: list[str]) -> tuple[list[ParsedLabel], int]:
     """(labels to add, how many are already stored); contradictions and foreign sessions go to `problems`."""
     from fervideo.store import VideoSession
 
     new, present = [], 0
     for label in labels:
-        subject = subjects[label.subject]
+        subject_id = subjects[label.subject]
         if label.session_id is not None:
             session = db.get(VideoSession, label.session_id)
-            if session is None or session.subject_id != subject.id:
+            if session is None or session.subject_id != subject_id:
                 problems.append(f"line {label.line}: session {label.session_id} is not a session of subject "
                                 f"{shown(label.subject)}")
                 continue
         _, _, day, instrument = label.key
-        same = stored.get((subject.id, label.session_id, day, instrument), [])
+        same = stored.get((subject_id, label.session_id, day, instrument), [])
         clash = next((row for row in same if not label.same_answers(row.total, row.items)), None)
         if clash is not None:
             problems.append(f"line {label.line}: conflicts with a stored {instrument} label of subject "
@@ -108,14 +116,16 @@ def import_labels(db_factory, path: str | Path) -> LabelImportResult:
     problems: list[str] = []
     with db_factory() as db, db.begin():
         subjects = _subjects(db, {label.subject for label in parsed.labels})
-        stored = _stored_labels(db, [row.id for row in subjects.values()])
+        stored = _stored_labels(db, list(subjects.values()))
         new, present = _check_against_store(db, parsed.labels, subjects, stored, problems)
         if problems:
             # Leaving db.begin() by an exception rolls the new subjects back too.
             raise bad_rows_error(path, problems, parsed.warnings)
-        db.add_all(PhqLabel(subject_id=subjects[label.subject].id, session_id=label.session_id,
-                            instrument=label.instrument, total=label.total, items=label.items,
-                            administered_at=label.administered_at, source_file=str(path.resolve()))
-                   for label in new)
+        if new:
+            source = str(path.resolve())
+            db.execute(insert(PhqLabel), [
+                {"subject_id": subjects[label.subject], "session_id": label.session_id,
+                 "instrument": label.instrument, "total": label.total, "items": label.items,
+                 "administered_at": label.administered_at, "source_file": source} for label in new])
     return LabelImportResult(path, parsed.file_format, len(parsed.labels) + parsed.duplicate_rows, len(new), present,
                              parsed.duplicate_rows, parsed.warnings)
