@@ -240,6 +240,8 @@ def test_cli_train_refuses_unmatched_split_ids(db_url, tmp_path):
     assert trained.exit_code == 0, trained.output
     assert "2 subjects" in trained.output  # the two matched held-out subjects
     assert "label window: +/- 7 days; sessions left out: none" in trained.output
+    shown = CliRunner().invoke(app, ["phq", "evaluate", "h", "--db", db_url])
+    assert shown.exit_code == 0 and "label window: +/- 7 days" in shown.output
 
 
 # ----------------------------------------------------- 12.12, 12.8, 9.12: what a label import refuses

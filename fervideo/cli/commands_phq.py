@@ -166,6 +166,7 @@ def evaluate(name: Annotated[str, typer.Argument(help="Head name.")], db: DbOpti
 
     _, head = get_head(open_database(db), name)
     _print_report(head_report(head.config))
+    _print_label_use(head.config.get("training") or {}, head.config["instrument"])
 
 
 def _estimate_cells(estimate) -> tuple[str, str, str, str, str]:
