@@ -92,6 +92,8 @@ def _decoder_message(exc: Exception) -> str:
     text = lines[0] if lines else "unknown decoder error"
     text = re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", text)
     text = text.replace(str(Path.cwd()) + "/", "")
+    if text.startswith("Error reading "):  # decord's words for "FFmpeg found no container it knows"
+        return "no known container format, or its index is missing"
     return text[:100]
 
 

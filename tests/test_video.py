@@ -265,6 +265,14 @@ def test_decoder_noise_is_silenced_before_a_one_line_error(tmp_path, capfd):
     assert capfd.readouterr().err == ""
 
 
+def test_unreadable_file_says_permissions(tmp_path, monkeypatch):
+    # The corpus test cannot chmod its way there when run as root, who reads any file.
+    path = pattern_video(tmp_path / "locked.mp4", n_frames=3)
+    monkeypatch.setattr("fervideo.video.os.access", lambda *_: False)
+    with pytest.raises(InputVideoError, match="not readable; check the file's permissions"):
+        VideoStream(path)
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
