@@ -192,3 +192,23 @@ def test_sigterm_marks_the_session_interrupted_and_exits_143(tmp_path, db_url):
     assert process.returncode == 143, err
     (session,) = sessions_in(db_url)
     assert session.status == SessionStatus.INTERRUPTED and frame_counts(db_url) == {}
+
+
+# ------------------------------------------------------------------------------------------------- Ray
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'fervideo[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_actors_process_the_batch_and_skip_what_is_done(local_ray, tmp_path, db_url):
+    videos = make_videos(tmp_path, 2, n_frames=12)
+    items = plan_from_paths(videos, "S1")
+    result = run_batch(items, settings(db_url), workers=2, use_ray=True)
+    assert [o.status for o in result.outcomes] == ["done", "done"], [o.reason for o in result.outcomes]
+    assert len({o.worker for o in result.outcomes}) >= 1 and result.model["name"] == BASELINE
+    assert frame_counts(db_url) == {o.session_id: o.sampled_frames for o in result.outcomes}
+    again = run_batch(items, settings(db_url), workers=1, use_ray=True)
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped"]

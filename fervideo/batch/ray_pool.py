@@ -1,0 +1,124 @@
+"""The same per-video work on Ray: one actor per worker keeps a SessionProcessor loaded; Ray places the
+actors (a GPU each where the cluster has GPUs), moves the work items and restarts a lost actor, retrying
+its task (max_restarts / max_task_retries). Nothing here schedules or transports on its own: the runner
+only hands each idle actor the next video and enforces the per-video time limit with ray.kill.
+Results meet in the database, which every actor reaches by its URL (PostgreSQL on a real cluster).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from fervideo.batch.plan import WorkItem
+from fervideo.batch.runner import BatchObserver, BatchResult, worker_startup_error
+from fervideo.batch.work import FAILED, SKIPPED, ItemOutcome, WorkerSettings
+from fervideo.errors import FervideoError
+
+
+class VideoWorker:
+    """A Ray actor: the networks load in __init__, once; `run` processes one video."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        from fervideo.batch.work import build_processor, describe_model, one_line
+
+        self.settings, self.processor, self.startup_error = settings, None, None
+        try:
+            self.processor = build_processor(settings)
+            self.model = describe_model(self.processor)
+        except FervideoError as error:
+            self.startup_error = (type(error).__name__, one_line(error), error.exit_code)
+
+    def ready(self) -> dict | tuple:
+        return self.startup_error or self.model
+
+    def run(self, index: int, item: WorkItem) -> ItemOutcome:
+        from fervideo.batch.work import run_item
+
+        return run_item(self.processor, index, item, force=self.settings.force)
+
+
+@dataclass
+class _Slot:
+    actor: object
+    ref: object = None
+    index: int | None = None
+    started: float = 0.0
+
+
+class RayRunner:
+    def __init__(self, items: list[WorkItem], settings: WorkerSettings, workers: int, video_timeout_s: float,
+                 observer: BatchObserver | None, retries: int, address: str | None) -> None:
+        self.items, self.settings, self.workers = items, settings, max(1, min(workers, len(items)))
+        self.video_timeout_s, self.retries, self.address = video_timeout_s, retries, address
+        self.observer = observer or BatchObserver()
+        self.result = BatchResult(items, [None] * len(items))
+
+    def _actor_class(self, ray):
+        gpus = ray.cluster_resources().get("GPU", 0)
+        wants_gpu = self.settings.device != "cpu" and gpus >= 1
+        return ray.remote(
+            num_cpus=0 if wants_gpu else self.settings.threads or 1, num_gpus=1 if wants_gpu else 0,
+            max_restarts=self.retries, max_task_retries=self.retries,
+        )(VideoWorker)
+
+    def run(self) -> BatchResult:
+        try:
+            import ray
+        except ImportError:
+            raise FervideoError("--ray needs the ray package: pip install 'fervideo[ray]'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            # No address: RAY_ADDRESS if set, else a local cluster on this machine's cores.
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        try:
+            actor_class = self._actor_class(ray)
+            slots = [_Slot(actor_class.remote(self.settings)) for _ in range(self.workers)]
+            for slot in slots:
+                ready = ray.get(slot.actor.ready.remote())
+                if isinstance(ready, tuple):
+                    raise worker_startup_error(*ready)
+                if not self.result.model:
+                    self.result.model = ready
+                    self.observer.model_ready(ready)
+            self._loop(ray, slots, actor_class)
+        finally:
+            if started_here:
+                ray.shutdown()
+        return self.result
+
+    def _loop(self, ray, slots: list[_Slot], actor_class) -> None:
+        pending = list(range(len(self.items)))
+        while pending or any(slot.ref is not None for slot in slots):
+            for slot in slots:
+                if slot.ref is None and pending:
+                    slot.index = pending.pop(0)
+                    slot.ref, slot.started = slot.actor.run.remote(slot.index, self.items[slot.index]), time.monotonic()
+                    self.observer.video_started(slot.index, self.items[slot.index])
+            refs = {slot.ref: slot for slot in slots if slot.ref is not None}
+            finished, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            for ref in finished:
+                slot = refs[ref]
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as error:  # the actor was lost for good after Ray's retries
+                    outcome = ItemOutcome(slot.index, FAILED, reason=f"Ray worker lost: {type(error).__name__}",
+                                          exit_code=1)
+                if outcome.status == "busy":
+                    outcome.status = SKIPPED  # live in another process, which will finish it
+                self._finish(slot, outcome)
+            now = time.monotonic()
+            for position, slot in enumerate(slots):
+                if slot.ref is not None and self.video_timeout_s and now - slot.started > self.video_timeout_s:
+                    ray.kill(slot.actor, no_restart=True)
+                    reason = f"timed out after {self.video_timeout_s:g} s (--video-timeout)"
+                    self._finish(slot, ItemOutcome(slot.index, FAILED, reason=reason, exit_code=1))
+                    slots[position] = _Slot(actor_class.remote(self.settings))
+
+    def _finish(self, slot: _Slot, outcome: ItemOutcome) -> None:
+        self.result.outcomes[outcome.index] = outcome
+        self.observer.video_finished(outcome.index, self.items[outcome.index], outcome)
+        slot.ref, slot.index = None, None
+
+
+__all__ = ["RayRunner", "VideoWorker"]
