@@ -25,7 +25,7 @@ from fervideo.phq.matching import (
     match_label,
     recorded_labels,
 )
-from fervideo.store import PhqLabel, Subject, open_database
+from fervideo.store import PhqHead, PhqLabel, Subject, open_database
 
 DAY = dt.datetime(2024, 6, 1, 15, 30)
 NINE_ITEMS = {"interest": 1, "depressed": 1, "sleep": 1, "tired": 1, "appetite": 1, "failure": 1,
@@ -367,7 +367,7 @@ def test_unreadable_label_files(factory, tmp_path):
 def _views_database(factory) -> dict[str, int]:
     """U: one undated subject-level label (DAIC-WOZ style) and two sessions; D: a label dated 1 June and
     sessions on 5 June (inside the window) and 1 September (outside); L: a label linked to its session."""
-    from fervideo.store import PhqHead, PhqPrediction
+    from fervideo.store import PhqPrediction
 
     ids = {}
     with factory.begin() as db:
@@ -438,3 +438,6 @@ def test_dashboard_subject_page_and_cohort_use_the_same_rule(db_url, factory):
     cohort = data.cohort(db_url, ids["head"], ("t", 3)).set_index("session_id")["recorded"]
     assert cohort.to_dict() == {ids["u1"]: 11, ids["u2"]: 11, ids["d_near"]: 6, ids["l"]: 15}  # PHQ-8 head
     assert [r["total"] for r in data.session_labels(db_url, ids["u1"])] == [11]
+    with factory.begin() as db:  # a head trained with a 100-day window is compared with its own labels
+        db.get(PhqHead, ids["head"]).config = {"training": {"label_window_days": 100}}
+    assert data.cohort(db_url, ids["head"], ("t", 4)).set_index("session_id")["recorded"][ids["d_far"]] == 6

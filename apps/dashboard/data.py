@@ -29,7 +29,7 @@ from fervideo.errors import DatabaseError
 from fervideo.export import frames_table, session_summary, summary_to_csv, summary_to_json
 from fervideo.export.csv_cells import table_to_csv
 from fervideo.phq import prediction_warnings
-from fervideo.phq.matching import recorded_labels
+from fervideo.phq.matching import DEFAULT_LABEL_WINDOW_DAYS, recorded_labels
 from fervideo.store import (
     AuditEvent,
     PhqHead,
@@ -285,14 +285,17 @@ def heads(db_url: str) -> list[dict[str, Any]]:
 @st.cache_data(show_spinner=False, max_entries=8)
 def cohort(db_url: str, head_id: int, stamp: tuple) -> pd.DataFrame:
     """Sessions scored by the head that have a recorded PHQ, with the head's latest estimate. The recorded
-    total is fervideo.phq.matching's label in the head's instrument (subject-level labels included)."""
+    total is fervideo.phq.matching's label in the head's instrument and label window (subject-level labels
+    included): the label the head was trained against."""
     with reader(db_url)() as db:
         head = db.get(PhqHead, head_id)
         rows = db.execute(
             select(PhqPrediction, VideoSession).join(VideoSession, VideoSession.id == PhqPrediction.session_id)
             .where(PhqPrediction.head_id == head_id).order_by(PhqPrediction.session_id, PhqPrediction.id)
         ).all()
-        matches = recorded_labels(db, [s for _, s in rows], instrument=head.instrument if head else None)
+        training = ((head.config if head else None) or {}).get("training") or {}
+        matches = recorded_labels(db, [s for _, s in rows], instrument=head.instrument if head else None,
+                                  window_days=training.get("label_window_days", DEFAULT_LABEL_WINDOW_DAYS))
     records = {p.session_id: {
         "session_id": p.session_id, "subject_id": s.subject_id, "recorded": matches[s.id].total,
         "instrument": matches[s.id].instrument, "estimate": p.estimate, "lower": p.lower, "upper": p.upper,
