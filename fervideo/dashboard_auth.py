@@ -143,6 +143,63 @@ def check_credentials(username: str, password: str, users: dict[str, str]) -> bo
     return ok and stored is not None
 
 
+# --------------------------------------------------------------------------------------- login cookie
+# A password login survives a reload through a cookie holding a signed, expiring token (OIDC logins use
+# Streamlit's own signed cookie). The token names the user, its expiry and a fingerprint of the user's
+# stored hash, signed with HMAC-SHA256 under a random key kept next to the credentials file (mode 600):
+# removing the user, changing the password or deleting the key file revokes every token at once.
+LOGIN_COOKIE = "fervideo_login"
+LOGIN_TTL_S = 8 * 3600  # one working day
+SECRET_SUFFIX = ".secret"
+
+
+def login_secret(users_path: Path) -> bytes:
+    """The signing key for login tokens, created (32 random bytes, mode 600) on first use."""
+    path = users_path.with_name(users_path.name + SECRET_SUFFIX)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) < 32:
+            raise AuthConfigError(f"{path} is not a fervideo login key; delete it to make a new one") from None
+        return key
+    key = secrets.token_bytes(32)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key)
+    return key
+
+
+def _fingerprint(stored_hash: str) -> str:
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
+
+
+def _sign(payload: bytes, key: bytes) -> str:
+    return base64.urlsafe_b64encode(hmac.new(key, payload, hashlib.sha256).digest()).decode().rstrip("=")
+
+
+def issue_login_token(username: str, users: dict[str, str], key: bytes, now: float,
+                      ttl_s: float = LOGIN_TTL_S) -> str:
+    """`payload.signature`, URL-safe base64, for a user who has just logged in."""
+    payload = json.dumps([username, int(now + ttl_s), _fingerprint(users[username])]).encode()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + _sign(payload, key)
+
+
+def verify_login_token(token: str | None, users: dict[str, str], key: bytes, now: float) -> str | None:
+    """The user a token vouches for, or None when it is missing, forged, expired or revoked."""
+    try:
+        encoded, signature = (token or "").split(".")
+        payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        if not hmac.compare_digest(signature, _sign(payload, key)):
+            return None
+        username, expires, fingerprint = json.loads(payload)
+    except (ValueError, TypeError):
+        return None
+    stored = users.get(username) if isinstance(username, str) else None
+    if stored is None or not isinstance(expires, int) or now >= expires or fingerprint != _fingerprint(stored):
+        return None
+    return username
+
+
 # ----------------------------------------------------------------------------------------------- OIDC
 def oidc_section_is_complete(auth: dict | None) -> bool:
     """An `[auth]` section st.login can use: redirect_uri, cookie_secret and one provider's client."""
@@ -204,7 +261,8 @@ def check_listen_allowed(address: str | None, setup: AuthSetup) -> None:
 
 
 __all__ = [
-    "LOCAL_USER", "USERS_ENV", "AuthConfigError", "AuthSetup", "add_user", "check_credentials",
+    "LOCAL_USER", "LOGIN_COOKIE", "LOGIN_TTL_S", "USERS_ENV", "issue_login_token", "login_secret",
+    "verify_login_token", "AuthConfigError", "AuthSetup", "add_user", "check_credentials",
     "check_listen_allowed", "default_users_path", "hash_password", "is_loopback", "load_users",
     "oidc_provider", "oidc_section_is_complete", "read_streamlit_secrets", "remove_user", "resolve_auth",
     "save_users", "verify_password",

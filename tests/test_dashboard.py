@@ -3,9 +3,11 @@ security rules (loopback, logins, read-only store) and the audit rows."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,9 +30,10 @@ from sqlalchemy.exc import OperationalError
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
-from apps.dashboard import compute, data
+from apps.dashboard import compute, data, gate
 from fervideo.cli import app
 from fervideo.dashboard_auth import (
+    LOGIN_COOKIE,
     USERS_ENV,
     AuthConfigError,
     AuthSetup,
@@ -39,8 +42,11 @@ from fervideo.dashboard_auth import (
     check_listen_allowed,
     hash_password,
     is_loopback,
+    issue_login_token,
     load_users,
+    login_secret,
     resolve_auth,
+    verify_login_token,
     verify_password,
 )
 from fervideo.store import AuditEvent, SessionFeatures, open_database
@@ -297,6 +303,48 @@ def test_password_login_shows_nothing_else_until_logged_in(seeded, db_url, tmp_p
     rows = audit_rows(db_url)
     assert [(r.user, r.action) for r in rows] == [
         ("dr.lee", "login_failed"), ("dr.lee", "login"), ("dr.lee", "view_overview")]
+
+
+def test_login_token_is_signed_expiring_and_revocable(tmp_path):
+    users_path = add_user("dr.lee", "correct horse battery", tmp_path / "users.json")
+    users, key = load_users(users_path), login_secret(users_path)
+    assert login_secret(users_path) == key and stat.S_IMODE(os.stat(f"{users_path}.secret").st_mode) == 0o600
+    token = issue_login_token("dr.lee", users, key, now=1000.0, ttl_s=60)
+    assert verify_login_token(token, users, key, now=1059.0) == "dr.lee"
+    assert verify_login_token(token, users, key, now=1060.0) is None  # expired
+    assert verify_login_token(token, users, b"k" * 32, now=1001.0) is None  # another key
+    payload, signature = token.split(".")
+    forged = base64.urlsafe_b64encode(json.dumps(["dr.lee", 10**12, "x"]).encode()).decode() + "." + signature
+    assert verify_login_token(forged, users, key, now=1001.0) is None
+    for junk in (None, "", "a.b.c", "!!!.???", token + "x"):
+        assert verify_login_token(junk, users, key, now=1001.0) is None
+    add_user("dr.lee", "a new long passphrase", users_path)  # a changed password revokes old tokens
+    assert verify_login_token(token, load_users(users_path), key, now=1001.0) is None
+    assert verify_login_token(token, {}, key, now=1001.0) is None  # so does removing the user
+
+
+def test_a_reload_keeps_the_login_until_logout(seeded, db_url, tmp_path, monkeypatch, server_address):
+    """A reload is a new Streamlit session: the login comes back from the signed cookie it sends."""
+    users_path = tmp_path / "users.json"
+    add_user("dr.lee", "correct horse battery", users_path)
+    monkeypatch.setenv(USERS_ENV, str(users_path))
+    server_address("0.0.0.0")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.text_input[0].input("dr.lee")
+    at.text_input[1].input("correct horse battery")
+    at.button[0].click().run()
+    assert at.title[0].value == "Sessions"
+    assert any(LOGIN_COOKIE in str(element.proto) for element in at.get("iframe"))  # the cookie is set
+    token = issue_login_token("dr.lee", load_users(users_path), login_secret(users_path), time.time())
+    monkeypatch.setattr(gate, "_request_cookie", lambda: token)
+    reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not reloaded.exception and reloaded.title[0].value == "Sessions" and not reloaded.text_input
+    assert [r.action for r in audit_rows(db_url)][-2:] == ["login_resumed", "view_overview"]
+    reloaded.button[0].click().run()  # "Log out"
+    assert [t.label for t in reloaded.text_input] == ["Username", "Password"]  # the cookie no longer counts
+    monkeypatch.setattr(gate, "_request_cookie", lambda: token.replace(".", ".x"))
+    assert [t.label for t in AppTest.from_file(str(APP), default_timeout=TIMEOUT).run().text_input] == [
+        "Username", "Password"]
 
 
 def test_oidc_login_gate(seeded, db_url, server_address):

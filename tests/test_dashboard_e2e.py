@@ -13,11 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dashboard_seed import seed_database
+from dashboard_seed import HOSTILE_IMAGE, seed_database, seed_unhappy_database
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT_COPY = Path("/tmp/fervideo_dashboard_session.png")  # kept for a person to look at
+SCREENSHOT_FOLDER = Path("/tmp/fervideo_dashboard_pages")  # the unhappy database's pages, for a person to look at
 PAGE_TIMEOUT_S = 40
 # Chromium must not reach for the network (the test machine has none) and must not need a display.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -58,11 +59,9 @@ def _wait_healthy(url: str, server: subprocess.Popen, timeout_s: float = 30) -> 
     raise AssertionError("the dashboard did not become healthy")
 
 
-@pytest.fixture
-def dashboard_server(db_url, tmp_path):
-    seed_database(db_url)
+def _serve(db_url: str, tmp_path: Path, users: Path | None = None):
     port = _free_port()
-    env = os.environ | {"FERVIDEO_DB": db_url, "FERVIDEO_DASHBOARD_USERS": str(tmp_path / "none.json")}
+    env = os.environ | {"FERVIDEO_DB": db_url, "FERVIDEO_DASHBOARD_USERS": str(users or tmp_path / "none.json")}
     server = subprocess.Popen(
         [sys.executable, "-m", "fervideo.cli", "dashboard", "--port", str(port)], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -76,6 +75,42 @@ def dashboard_server(db_url, tmp_path):
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture
+def dashboard_server(db_url, tmp_path):
+    seed_database(db_url)
+    yield from _serve(db_url, tmp_path)
+
+
+@pytest.fixture
+def unhappy_server(db_url, tmp_path):
+    ids = seed_unhappy_database(db_url)
+    for url in _serve(db_url, tmp_path):
+        yield url, ids
+
+
+@pytest.fixture
+def login_server(db_url, tmp_path):
+    from fervideo.dashboard_auth import add_user
+
+    seed_database(db_url)
+    users = add_user("dr.lee", "correct horse battery", tmp_path / "users.json")
+    yield from _serve(db_url, tmp_path, users)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
 
 
 def test_session_page_renders_in_headless_chromium(dashboard_server, tmp_path):
@@ -109,3 +144,63 @@ def test_session_page_renders_in_headless_chromium(dashboard_server, tmp_path):
     for expected in ("Emotion probabilities", "Face coverage", "14.2", "not a diagnosis", "Provenance"):
         assert expected in body, expected
     assert "Traceback" not in body and "Error" not in body.split("Provenance")[0]
+
+
+def _render(driver, url: str, heading: str, charts: int = 0) -> str:
+    """Open `url`, wait for its h1 and `charts` drawn charts, and return the page's text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    wait = WebDriverWait(driver, PAGE_TIMEOUT_S)
+    wait.until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), heading))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] canvas, "
+                                                           "[data-testid='stVegaLiteChart'] svg")) >= charts)
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-testid='stSkeleton']"))
+    time.sleep(2.0)  # let the last chart and table finish drawing before the picture
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def test_unhappy_pages_render_and_show_user_strings_as_text(unhappy_server, browser, tmp_path):
+    """Every page of the hostile/undated database in a real browser: no error, no fetched image, the hostile
+    subject code shown literally. The screenshots are kept in /tmp/fervideo_dashboard_pages to look at."""
+    from selenium.webdriver.common.by import By
+
+    url, ids = unhappy_server
+    pages = [("overview", f"{url}/", "Sessions", 0)]
+    pages += [(f"session_{key}", f"{url}/session?session={ids[key]}", f"Session {ids[key]}", charts)
+              for key, charts in (("undated", 5), ("full_coverage", 5), ("failed", 0), ("interrupted", 4),
+                                  ("running", 4), ("unreliable", 5), ("openface", 5), ("incomplete", 5))]
+    pages += [("subject", f"{url}/subject?subject={ids[HOSTILE_IMAGE]}", "Subject", 0), ("cohort", f"{url}/cohort",
+                                                                                         "Cohort", 0)]
+    SCREENSHOT_FOLDER.mkdir(exist_ok=True)
+    for name, address, heading, charts in pages:
+        body = _render(browser, address, heading, charts)
+        browser.save_screenshot(str(SCREENSHOT_FOLDER / f"{name}.png"))
+        assert "Traceback" not in body and "encountered an error" not in body, name
+        images = [img.get_attribute("src") for img in browser.find_elements(By.TAG_NAME, "img")]
+        assert not [src for src in images if src and "host/" in src], (name, images)
+        if name == "session_undated":
+            assert HOSTILE_IMAGE in body
+
+
+def test_a_reload_keeps_the_password_login(login_server, browser):
+    """The login cookie really reaches the browser (set from the component's iframe) and comes back."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, PAGE_TIMEOUT_S)
+    browser.get(f"{login_server}/")
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type='password']")))
+    browser.find_element(By.CSS_SELECTOR, "input[type='text']").send_keys("dr.lee")
+    browser.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys("correct horse battery")
+    submit = "[data-testid='stBaseButton-primaryFormSubmit'], button[kind='primaryFormSubmit']"
+    browser.find_element(By.CSS_SELECTOR, submit).click()
+    wait.until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Sessions"))
+    wait.until(lambda d: d.get_cookie("fervideo_login") is not None)
+    assert browser.get_cookie("fervideo_login")["sameSite"] == "Strict"
+    browser.refresh()
+    wait.until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Sessions"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "input[type='password']")

@@ -134,6 +134,8 @@ def test_full_coverage_timeline_has_no_holes():
     bins = compute.timeline(_frames(120, 5.0), 0.0, 0.0, 119.8)
     assert np.allclose(bins["end"].to_numpy()[:-1], bins["start"].to_numpy()[1:])  # contiguous
     assert (bins["state"] == compute.FACE).all() and (bins["coverage"] == 1).all()
+    ends_later = compute.timeline(_frames(120, 5.0), 0.0, 0.0, 120.0)  # the slider's whole seconds
+    assert (ends_later["state"] == compute.FACE).all() and len(ends_later) == 600
 
 
 def test_bins_without_samples_differ_from_bins_without_a_face():

@@ -16,6 +16,7 @@ if __package__ in (None, "") and str(Path(__file__).resolve().parents[2]) not in
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from apps.dashboard import context, data, gate  # noqa: E402
+from apps.dashboard.text import md  # noqa: E402
 from fervideo.errors import FervideoError  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -40,9 +41,10 @@ pages = [
 ]
 navigation = st.navigation(pages)
 with st.sidebar:
-    st.caption(f"Signed in as **{user}**" if mode != "none" else "Local session (127.0.0.1, no login)")
+    st.caption(f"Signed in as **{md(user)}**" if mode != "none" else "Local session (127.0.0.1, no login)")
     if mode != "none" and st.button("Log out"):
         gate.logout(mode)
         st.rerun()
     st.caption("Estimates, not diagnoses. Read-only view; views and downloads are recorded in the audit log.")
+    gate.write_pending_cookie()  # the login cookie, once, after a password login
 navigation.run()

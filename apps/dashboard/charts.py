@@ -77,7 +77,7 @@ def coverage_track(bins: pd.DataFrame, unit: str, divisor: float) -> alt.Chart:
         y=alt.Y("bar:Q", title="face", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=2)),
         y2=alt.Y2(datum=0),
         color=alt.Color("state:N", scale=alt.Scale(domain=states, range=[STATE_COLOURS[s] for s in states]),
-                        legend=alt.Legend(orient="right", title=None)),
+                        legend=alt.Legend(orient="bottom", title=None)),  # at the side it would narrow the plot
         tooltip=[alt.Tooltip("state:N", title="frames"),
                  alt.Tooltip("coverage:Q", format=".0%", title="face coverage")],
     ).properties(height=60, width=WIDTH, title="Face coverage", autosize=FIT_WIDTH)

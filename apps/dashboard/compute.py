@@ -52,7 +52,10 @@ def _bin_edges(t: np.ndarray, t0: float, t1: float, max_points: int) -> np.ndarr
     (a decoding hole), never because a bin fell between two samples."""
     period = float(np.median(np.diff(t))) if len(t) > 1 else 1.0
     period = period if period > 0 else 1.0
-    start, stop = t0 - period / 2, max(t1, t0) + period / 2
+    # The bins cover the samples in range, not the slider's whole seconds: a range that ends at 60 s on a
+    # session whose last frame is at 59.8 s must not end in an empty "not sampled" bin.
+    first, last = (float(t[0]), float(t[-1])) if len(t) else (t0, max(t1, t0))
+    start, stop = first - period / 2, last + period / 2
     n_bins = max(1, min(max_points, int(math.floor((stop - start) / period + 1e-6))))
     return np.linspace(start, stop, n_bins + 1)
 

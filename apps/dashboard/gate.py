@@ -10,19 +10,27 @@ import time
 from typing import Any
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from apps.dashboard import data
 from fervideo.dashboard_auth import (
     LOCAL_USER,
+    LOGIN_COOKIE,
+    LOGIN_TTL_S,
     AuthSetup,
     check_credentials,
     is_loopback,
+    issue_login_token,
     load_users,
+    login_secret,
     oidc_provider,
     resolve_auth,
+    verify_login_token,
 )
 
 USER_KEY = "fervideo_user"
+PENDING_COOKIE_KEY = "_fervideo_cookie_script"  # set by a login or logout, written on the next run
+LOGGED_OUT_KEY = "_fervideo_logged_out"  # this browser session logged out: ignore the cookie it came with
 FAILED_LOGIN_DELAY_S = 1.0  # slows password guessing from one browser session
 
 
@@ -62,18 +70,52 @@ def _oidc_user(setup: AuthSetup, auth: dict) -> str:
     return str(st.user.get("email") or st.user.get("sub") or "oidc-user")
 
 
+def _request_cookie() -> str | None:
+    """The login cookie the browser sent when it opened this session (a reload opens a new one)."""
+    return st.context.cookies.get(LOGIN_COOKIE)
+
+
+def _cookie_script(token: str, max_age_s: int) -> str:
+    """A script that sets (or, with max_age_s 0, deletes) the login cookie on the dashboard's own page.
+
+    Streamlit has no server-side Set-Cookie for apps, so a zero-height component does it; its iframe
+    shares the app's origin. The token is URL-safe base64 and a dot, so it needs no quoting. SameSite=Strict
+    keeps it off cross-site requests and Secure is added whenever the page is served over HTTPS.
+    """
+    return ("<script>const page = window.parent;"
+            f"page.document.cookie = '{LOGIN_COOKIE}={token}; Path=/; Max-Age={max_age_s}; SameSite=Strict'"
+            " + (page.location.protocol === 'https:' ? '; Secure' : '');</script>")
+
+
+def write_pending_cookie() -> None:
+    """Set or clear the login cookie when the last login or logout asked for it (runs once)."""
+    script = st.session_state.pop(PENDING_COOKIE_KEY, None)
+    if script:
+        components.html(script, height=0)
+
+
 def _password_user(db_url: str, setup: AuthSetup) -> str:
     if st.session_state.get(USER_KEY):
         return st.session_state[USER_KEY]
+    users = load_users(setup.users_path)
+    if not st.session_state.get(LOGGED_OUT_KEY):
+        resumed = verify_login_token(_request_cookie(), users, login_secret(setup.users_path), time.time())
+        if resumed:
+            st.session_state[USER_KEY] = resumed
+            data.record_audit(db_url, resumed, "login_resumed")
+            return resumed
+    write_pending_cookie()
     st.title("fervideo dashboard")
     with st.form("login"):
         username = st.text_input("Username")
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Log in", type="primary")
     if submitted:
-        users = load_users(setup.users_path)
         if check_credentials(username, password, users):
             st.session_state[USER_KEY] = username
+            st.session_state.pop(LOGGED_OUT_KEY, None)
+            token = issue_login_token(username, users, login_secret(setup.users_path), time.time())
+            st.session_state[PENDING_COOKIE_KEY] = _cookie_script(token, LOGIN_TTL_S)
             data.record_audit(db_url, username, "login")
             st.rerun()
         # A mistyped password sometimes lands in the username box: log a name only if it is a user's.
@@ -102,3 +144,5 @@ def logout(mode: str) -> None:
         st.logout()
     else:
         st.session_state.pop(USER_KEY, None)
+        st.session_state[LOGGED_OUT_KEY] = True
+        st.session_state[PENDING_COOKIE_KEY] = _cookie_script("", 0)
