@@ -4,8 +4,9 @@ Decoding is decord's. We sample on the container's own presentation timestamps (
 indices), so variable-frame-rate recordings, common from phones and telehealth apps, are sampled
 evenly in time. Chunks keep memory flat however long the recording is.
 
-Frames are delivered upright: decord (like OpenCV) applies the container's display rotation itself,
-so a phone's portrait recording comes out portrait and is never turned a second time here.
+Frames are delivered upright, turned exactly once: decord applies an MP4/MOV display matrix itself
+(a phone's portrait recording comes out portrait and is not turned again here) but ignores
+Matroska/WebM rotation, which is then applied here, checked against OpenCV's display orientation.
 
 A damaged file is read as far as it decodes, and the stream counts what it planned and what it
 decoded: `warnings` says so when frames were lost, so a truncated recording never looks complete.
@@ -124,8 +125,32 @@ def _check_frame(path: Path, frame: np.ndarray) -> None:
                               "re-encode the file to H.264")
 
 
+def _rotate(frames: np.ndarray, clockwise: int) -> np.ndarray:
+    if clockwise == 0:
+        return frames
+    # np.rot90 turns counter-clockwise for positive k.
+    return np.ascontiguousarray(np.rot90(frames, k=-(clockwise // 90), axes=(1, 2)))
+
+
+def _turn_still_needed(decoded: np.ndarray, displayed: np.ndarray | None, rotation: int) -> int:
+    """The clockwise turn decord left undone: none for MP4/MOV (it applies their display matrix), the
+    whole rotation for Matroska/WebM (it ignores theirs). Decided by which of the two makes decord's first
+    frame match OpenCV's, which FFmpeg turns as a player would."""
+    if displayed is None:
+        return 0
+
+    def distance(turn: int) -> float:
+        turned = _rotate(decoded[None], turn)[0]
+        if turned.shape != displayed.shape:
+            return np.inf
+        return float(np.abs(turned[::4, ::4].astype(np.int16) - displayed[::4, ::4]).mean())
+
+    return min((0, rotation), key=distance)
+
+
 def _open(path: Path):
-    """(header, decord reader or None when only the salvage reader can read it, first upright frame)."""
+    """(header, decord reader or None when only the salvage reader can read it, first upright frame,
+    the clockwise turn decord's frames still need)."""
     # decord is imported lazily: it loads its own ffmpeg, which we don't want at `import fervideo`.
     import decord
 
@@ -139,7 +164,7 @@ def _open(path: Path):
         reader, first, failure = None, None, "no video frames"
         try:
             reader = decord.VideoReader(str(path), num_threads=1)
-            first = reader[0].asnumpy() if len(reader) else None
+            first = _unpadded_rgb(reader[0].asnumpy()) if len(reader) else None
         except (decord.DECORDError, RuntimeError) as exc:  # RuntimeError when no video stream is found
             failure = _decoder_message(exc)
         if first is None:
@@ -148,12 +173,16 @@ def _open(path: Path):
             reader, first = None, read_first_frame(path)
             if first is None:
                 raise _undecodable(path, header, failure)
+        turn = 0
+        if reader is not None and header.rotation:
+            turn = _turn_still_needed(first, read_first_frame(path), header.rotation)
+            first = _rotate(first[None], turn)[0]
     _check_frame(path, first)
-    return header, reader, first
+    return header, reader, first, turn
 
 
 def _probe(path: Path, header: ContainerHeader, reader, first: np.ndarray) -> VideoInfo:
-    height, width = first.shape[:2]  # the decoders have applied the rotation: this is the displayed size
+    height, width = first.shape[:2]  # upright: this is the displayed size
     if reader is not None:
         frame_count = len(reader)
         fps = float(reader.get_avg_fps())
@@ -190,7 +219,8 @@ def check_video_file(path: str | os.PathLike) -> None:
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read the container's metadata, decoding only the first frame."""
     path = Path(path)
-    return _probe(path, *_open(path))
+    header, reader, first, _ = _open(path)
+    return _probe(path, header, reader, first)
 
 
 def sample_frame_indices(frame_start_times: np.ndarray, sample_fps: float) -> np.ndarray:
@@ -271,7 +301,7 @@ class VideoStream:
             raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
         self.path = Path(path)
         # Opening indexes the whole file, so the probe's reader is reused unless frames must be downscaled.
-        self.header, reader, first = _open(self.path)
+        self.header, reader, first, self.turn = _open(self.path)
         self.info = _probe(self.path, self.header, reader, first)
         self.sample_fps = sample_fps
         self.chunk_size = chunk_size
@@ -296,8 +326,10 @@ class VideoStream:
     def _open_scaled_reader(self):
         import decord
 
-        # decord scales the frame as displayed (after rotation), so the displayed size is what it takes.
+        # decord scales the frame it outputs: turned already (MP4/MOV), or still to be turned by `turn`.
         width, height = round(self.info.width / self.scale), round(self.info.height / self.scale)
+        if self.turn in (90, 270):
+            width, height = height, width
         return decord.VideoReader(str(self.path), width=width, height=height, num_threads=1)
 
     def __len__(self) -> int:
@@ -342,7 +374,7 @@ class VideoStream:
             self._reader.seek(0)
             if not len(kept):
                 return  # a whole chunk undecodable: the rest of the file is lost
-            yield FrameChunk(timestamps=self.start_times[kept], indices=kept, rgb=frames)
+            yield FrameChunk(timestamps=self.start_times[kept], indices=kept, rgb=_rotate(frames, self.turn))
 
     def _sequential_chunks(self) -> Iterator[FrameChunk]:
         batch: list[tuple[int, float, np.ndarray]] = []

@@ -109,7 +109,7 @@ def rotated_video(path: Path, clockwise: int, n_frames: int = 6, width: int = 96
     """A phone-style recording: `upright_marker_frame` stored turned, with a display matrix saying to turn
     it `clockwise` degrees when playing (what a phone held upright writes), so it *displays* upright."""
     stored = np.ascontiguousarray(np.rot90(upright_marker_frame(width, height), k=clockwise // 90))  # k>0: ccw
-    return write_video(path, (stored for _ in range(n_frames)), codec="libx264", display_rotation=clockwise)
+    return write_video(path, (stored for _ in range(n_frames)), display_rotation=clockwise)
 
 
 def audio_only_file(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:

@@ -120,10 +120,12 @@ def _opencv_displayed(path: Path) -> np.ndarray:
     return bgr[..., ::-1]
 
 
-@pytest.mark.parametrize("clockwise", [90, 180, 270])
-def test_rotated_phone_video_is_upright_exactly_once(tmp_path, clockwise):
-    # Regression (issue 12.1): decord already applies the display matrix; turning again put faces sideways.
-    path = rotated_video(tmp_path / f"phone{clockwise}.mp4", clockwise)
+@pytest.mark.parametrize(("suffix", "clockwise"),
+                         [("mp4", 90), ("mp4", 180), ("mp4", 270), ("mov", 90), ("mkv", 90), ("webm", 180)])
+def test_rotated_phone_video_is_upright_exactly_once(tmp_path, suffix, clockwise):
+    # Regression (issue 12.1): decord already applies an MP4/MOV display matrix; turning again put faces
+    # sideways. It ignores Matroska's rotation, which OpenCV (and players) apply: those are turned once here.
+    path = rotated_video(tmp_path / f"phone{clockwise}.{suffix}", clockwise)
     upright = upright_marker_frame()
     for reference in (_pyav_displayed(path), _opencv_displayed(path)):
         assert reference.shape == upright.shape and np.argmax(_quarter_means(reference)) == 0
@@ -135,9 +137,10 @@ def test_rotated_phone_video_is_upright_exactly_once(tmp_path, clockwise):
     assert np.abs(frames[0].astype(int) - _pyav_displayed(path).astype(int)).mean() < 3
 
 
-def test_rotated_video_decoded_downscaled_keeps_its_shape(tmp_path):
+@pytest.mark.parametrize("suffix", ["mp4", "mkv"])
+def test_rotated_video_decoded_downscaled_keeps_its_shape(tmp_path, suffix):
     # 48 px wide: a width decord returns with padded rows (reported as 4 channels), undone by the stream.
-    path = rotated_video(tmp_path / "phone90.mp4", 90)
+    path = rotated_video(tmp_path / f"phone90.{suffix}", 90)
     stream = VideoStream(path, sample_fps=0, max_side=64)
     frame = next(iter(stream)).rgb[0]
     assert stream.scale == pytest.approx(2.0) and frame.shape == (64, 48, 3)
