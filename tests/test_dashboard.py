@@ -219,7 +219,7 @@ def test_cohort_page_compares_estimates_with_recorded_scores(seeded):
     at = run_page("cohort")
     shown = metrics(at)
     table = at.dataframe[0].value.set_index("metric")  # the table `fervideo phq evaluate` prints
-    assert table.loc["mae", "model"] == "3.100" and table.loc["mae", "model 95% CI"] == "2.500 - 3.800"
+    assert table.loc["mae", "model"] == "3.100" and table.loc["mae", "model 95% CI"] == "2.500 to 3.800"
     assert table.loc["mae", "mean baseline"] == "4.600" and table.loc["pearson_r", "baseline 95% CI"] == (
         "- (1000 of 1000 resamples undefined)")
     assert "{" not in " ".join(table.to_numpy().ravel())  # no raw JSON

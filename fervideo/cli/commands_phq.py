@@ -63,13 +63,15 @@ def _print_label_use(training: dict, instrument: str) -> None:
 
 
 def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+    from fervideo.export.head_metrics import format_value  # one formatting with the dashboard's Cohort page
+
+    return format_value(value)
 
 
 def _ci(entry: dict) -> str:
-    dropped = entry.get("n_dropped")
-    note = f" ({dropped} of {entry['n_boot']} resamples undefined)" if dropped else ""
-    return f"{_fmt(entry['ci_low'])} to {_fmt(entry['ci_high'])}{note}"
+    from fervideo.export.head_metrics import format_ci
+
+    return format_ci(entry)
 
 
 def _print_standing(report: dict) -> None:
@@ -92,13 +94,15 @@ def _print_report(report: dict) -> None:
     from fervideo.phq import PHQ_CAVEAT
 
     metrics = report["metrics"]
-    table = Table("metric", "model", "95% CI", "mean baseline", "95% CI",
+    from fervideo.export.head_metrics import head_metrics_table  # the dashboard's Cohort page shows the same rows
+
+    columns, rows = head_metrics_table(metrics)
+    table = Table(*columns,
                   title=f"PHQ head {escape(report['name'])} ({report['model']}, {report['instrument']}, "
                         f"cv {metrics['cv']}, {metrics['n_subjects']} subjects, {metrics['n_sessions']} sessions)",
                   title_justify="left")
-    for name in metrics["model"]:
-        model, base = metrics["model"][name], metrics["mean_baseline"][name]
-        table.add_row(name, _fmt(model["value"]), _ci(model), _fmt(base["value"]), _ci(base))
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     _print_standing(report)
     interval = report["interval"]

@@ -21,11 +21,11 @@ def format_value(value: Any) -> str:
 
 
 def format_ci(entry: dict[str, Any]) -> str:
-    """`low - high`, with how many bootstrap resamples left the metric undefined when any did."""
+    """`low to high`, with how many bootstrap resamples left the metric undefined when any did."""
     dropped = entry.get("n_dropped")
     note = f" ({dropped} of {entry['n_boot']} resamples undefined)" if dropped else ""
     low, high = format_value(entry.get("ci_low")), format_value(entry.get("ci_high"))
-    return f"{'-' if low == high == '-' else f'{low} - {high}'}{note}"
+    return f"{'-' if low == high == '-' else f'{low} to {high}'}{note}"
 
 
 def head_metrics_table(metrics: dict[str, Any]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
