@@ -176,6 +176,9 @@ def test_too_few_subjects_states_the_minimum(factory):
     make_cohort(factory, n_subjects=4)
     with pytest.raises(DataFileError, match=r"only 4 subjects.*at least 10 subjects"):
         build_dataset(factory)
+    _cohort_with_phq9_totals(factory, 8)  # the cause of the shortfall is named, with its fix
+    with pytest.raises(DataFileError, match=r"only 4 subjects.*8 with PHQ-9 totals.*--instrument PHQ-9"):
+        build_dataset(factory)
 
 
 def test_no_usable_session_lists_the_reasons(factory):

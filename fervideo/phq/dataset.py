@@ -67,11 +67,9 @@ def _skip_hints(instrument: str, window_days: int) -> dict[str, str]:
     }
 
 
-def describe_skipped(skipped: dict[str, int], instrument: str, window_days: int, hints: bool = True) -> str:
+def describe_skipped(skipped: dict[str, int], instrument: str, window_days: int) -> str:
     """'3 with labels outside the +/- 14-day window (...); 1 unreliable (...)', or '' when none were left out."""
     texts = _skip_hints(instrument, window_days)
-    if not hints:
-        texts = {key: text.split(" (")[0] for key, text in texts.items()}
     return "; ".join(f"{count} {texts.get(reason, reason)}" for reason, count in skipped.items() if count)
 
 
@@ -129,10 +127,10 @@ def build_dataset(db_factory, instrument: str = "PHQ-8", classifier: str | None 
                             + describe_skipped(skipped, instrument, window_days))
     n_subjects = len({r[3] for r in rows})
     if n_subjects < min_subjects:
-        left_out = describe_skipped(skipped, instrument, window_days, hints=False)
+        left_out = describe_skipped(skipped, instrument, window_days)
         raise DataFileError(f"only {n_subjects} subjects have a reliable {instrument}-labelled session; a head needs "
                             f"at least {min_subjects} subjects to be evaluated by subject"
-                            + (f" (sessions left out: {left_out})" if left_out else ""))
+                            + (f"; sessions left out: {left_out}" if left_out else ""))
     if any(skipped.values()):
         log.warning("sessions left out: %s", describe_skipped(skipped, instrument, window_days))
     source = rows[0][0].source
