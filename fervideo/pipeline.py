@@ -361,7 +361,8 @@ class SessionProcessor:
         if existing is not None:
             with self.db() as db:
                 table = frame_table(db, existing)
-            return ProcessResult(existing, table, skipped=True)
+                warnings = db.get(VideoSession, existing).warnings or []  # e.g. decode_incomplete, said again
+            return ProcessResult(existing, table, skipped=True, warnings=warnings)
 
         session_id = self._start_session(path, video_sha256, subject, recorded_at, stream)
         if on_session:

@@ -223,6 +223,8 @@ def test_single_truncated_video_warns_and_sessions_shows_it(tmp_path, capfd, sha
     note = f"decode_incomplete: {session.frames_decoded} of {session.frames_planned} planned frames decoded"
     assert code == 0 and session.frames_decoded < session.frames_planned
     assert f"warning: cut90.mp4: {note}" in err
+    code, _, err = _process(capfd, video, "ODD02", shared_db)  # skipped as already processed: still said
+    assert code == 0 and f"warning: cut90.mp4: {note}" in err
     monkeypatch.setattr(console, "width", 250)  # the status column folds on a narrow terminal
     assert run(["sessions", "--subject", "ODD02", "--db", shared_db]) == 0
     assert f"done; {note}" in capfd.readouterr().out
