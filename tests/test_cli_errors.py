@@ -114,8 +114,8 @@ USAGE_CASES = {
     "subject dot": (["process", "{file}", "-s", ".", "--db", "{db}"], 2, "names a folder"),
     "subject blank": (["import-openface", "{file}", "-s", "  ", "--db", "{db}"], 2, "empty"),
     "export format xml": (["export", "--all", "--format", "xml", "--db", "{db}"], 2, "'xml' is not one of"),
-    "export out is a file": (["export", "--all", "--out", "{file}", "--db", "{db}"], 2, "is a file, not a folder"),
-    "export out under a file": (["export", "--all", "--out", "{file}/sub", "--db", "{db}"], 2, "cannot be created"),
+    "export out is a file": (["export", "--all", "--out", "{file}", "--db", "{db}"], 5, "is a file, not a folder"),
+    "export out under a file": (["export", "--all", "--out", "{file}/sub", "--db", "{db}"], 5, "cannot be created"),
     "export nothing named": (["export", "--db", "{db}"], 2, "exactly one of"),
     "export unknown session": (["export", "999", "--db", "{db}"], 2, "no session 999"),
     "export empty database": (["export", "--all", "--db", "{db}"], 5, "no finished sessions"),
@@ -136,7 +136,7 @@ USAGE_CASES = {
     "dashboard port 0": (["dashboard", "--port", "0", "--db", "{db}"], 2, "--port"),
     "dashboard unknown login": (["dashboard", "remove-user", "nobody", "--users", "{tmp}/users.json"], 2,
                                 "no login 'nobody'"),
-    "train evaluate missing model": (["train", "evaluate", "--model", "{missing}", "--data", "rafdb:x"], 2,
+    "train evaluate missing model": (["train", "evaluate", "--model", "{missing}", "--data", "rafdb:x"], 3,
                                      "no such file"),
     "train classifier missing recipe": (["train", "classifier", "--config", "{missing}"], 2, "no such file"),
 }
@@ -528,5 +528,5 @@ def test_export_out_in_an_unwritable_folder_is_refused_before_the_database_is_re
     monkeypatch.setattr("fervideo.cli.arguments.os.access",
                         lambda p, mode: False if Path(p) == locked else real_access(p, mode))
     code, _, err = cli(capsys, "export", "--all", "--out", str(locked / "reports"), "--db", str(db_path))
-    assert_one_line_error(code, err, 2, "is not writable")
+    assert_one_line_error(code, err, 5, "is not writable")
     assert not (locked / "reports").exists()

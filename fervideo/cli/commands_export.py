@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fervideo.cli.app import CountColumn, DbOption, app, console, err_console
 from fervideo.cli.arguments import output_folder, shown
+from fervideo.errors import ExportError
 
 
 class ExportFormat(StrEnum):
@@ -21,13 +22,22 @@ class ExportFormat(StrEnum):
     pdf = "pdf"
 
 
+def _export_folder(value: Path) -> Path:
+    """--out checked while parsing; a folder that cannot be written is an export failure (exit 5), as the
+    library's own refusals are."""
+    try:
+        return output_folder(value)
+    except typer.BadParameter as error:
+        raise ExportError(f"--out {error.message}") from None
+
+
 @app.command()
 def export(
     session: Annotated[int | None, typer.Argument(help="Session id (see `fervideo sessions`).")] = None,
     subject: Annotated[str | None, typer.Option("--subject", help="Every finished session of this subject code.")] = None,
     all_sessions: Annotated[bool, typer.Option("--all", help="Every finished session in the database.")] = False,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv/parquet: cohort table + per-frame tables; json: summary per session (schema v1); html/pdf: report per session.")] = ExportFormat.csv,
-    out: Annotated[Path, typer.Option("--out", "-o", callback=output_folder, help="Output folder (created if missing); nothing is written outside it.")] = Path("."),
+    out: Annotated[Path, typer.Option("--out", "-o", callback=_export_folder, help="Output folder (created if missing); nothing is written outside it.")] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that exist.")] = False,
     frames: Annotated[bool, typer.Option("--frames/--no-frames", help="With csv/parquet/json, also write each session's per-frame table.")] = True,
     db: DbOption = None,

@@ -11,10 +11,18 @@ from rich.table import Table
 
 from fervideo.cli.app import app, console
 from fervideo.cli.arguments import device_option, existing_file, positive_int, shown
-from fervideo.errors import InvalidArgumentError
+from fervideo.errors import InvalidArgumentError, ModelError
 
 train_app = typer.Typer(help="Train, evaluate and export the emotion classifier.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+
+
+def _model_file(value: Path) -> Path:
+    """--model checked while parsing; a missing checkpoint is a model error (exit 3), as in `process`."""
+    try:
+        return existing_file(value)
+    except typer.BadParameter as error:
+        raise ModelError(f"--model {error.message}") from None
 
 
 def _verbose_training_logs() -> None:
@@ -66,7 +74,7 @@ def parse_data(specs: list[str], split: str) -> list:
 @train_app.command("evaluate")
 def evaluate(
     model: Annotated[
-        Path, typer.Option("--model", "-m", callback=existing_file,
+        Path, typer.Option("--model", "-m", callback=_model_file,
                            help="Trained .safetensors (with its .json sidecar) or seed .pth.")
     ],
     data: Annotated[
@@ -96,7 +104,7 @@ def evaluate(
 
 @train_app.command("export")
 def export(
-    model: Annotated[Path, typer.Option("--model", "-m", callback=existing_file,
+    model: Annotated[Path, typer.Option("--model", "-m", callback=_model_file,
                                         help="Trained .safetensors (with its .json sidecar).")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("export"),
     formats: Annotated[str, typer.Option("--formats", help="Comma-separated: torchscript, onnx.")] = "torchscript,onnx",
