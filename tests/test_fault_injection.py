@@ -1,0 +1,24 @@
+"""Crash safety: workers SIGKILLed at random moments, and once the whole batch; after a re-run every
+session is done with exactly its frame rows, no duplicate, no orphan, none running. A short version
+of benchmarks/fault_injection.py (which runs >= 20 trials and prints the counts)."""
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from fault_injection import check_database, make_videos, trial  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("whole_batch", [False, True], ids=["kill-workers", "kill-whole-batch"])
+def test_killed_batches_end_done_after_a_rerun(tmp_path, any_db_url, whole_batch):
+    expected = make_videos(tmp_path / "videos", 2, first_frames=30)
+    killed = trial(tmp_path / "videos", any_db_url, workers=2, kills=1 if whole_batch else 2,
+                   whole_batch=whole_batch, rng=random.Random(7), max_delay_s=10)
+    assert killed >= 1, "the batch ended before any kill: nothing was tested"
+    check = check_database(any_db_url, expected)
+    assert check.problems == [], (killed, check.problems)
+    assert check.sessions == 2 and check.rows_found == check.rows_expected == sum(expected.values())
