@@ -149,6 +149,7 @@ class OnnxModel:
         # Spinning workers steal the cores other processes (and our own decode thread) need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
+        options.enable_cpu_mem_arena = False
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [item.name for item in self.session.get_inputs()]

@@ -1,0 +1,182 @@
+"""CPU speed table for issue 10: start-up, steady state, the ViT ceiling, peak RSS, quiet vs contended.
+
+    .venv/bin/python benchmarks/bench_speed.py [--seconds 30] [--threads 0] [--workdir DIR] [--no-contended]
+
+Every run is a fresh process doing what `fervideo process` does (SessionProcessor.process, --fps 5) on a
+640x360 or 1280x720 video of the real test face looped:
+- start-up: process start (before any import) to the first chunk processed (32 sampled frames), i.e.
+  imports, model loading, probing and one chunk;
+- steady: sampled frames/s after the first chunk;
+- ViT alone: ViT-Tiny forward passes (batch 32, 224x224) on the same threads, the classifier's ceiling;
+  the ratio steady / ViT-alone says how much of the rest is hidden or cheap (issue 10 asks >= 0.7);
+- peak RSS of the process.
+"contended" repeats the runs with one other CPU-bound process (a busy loop) running. The ViT-Tiny is a
+stand-in with the seed's exact architecture (as in bench_process.py). On a machine shared with other
+work, "quiet" means "as found": say so when quoting the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+BUSY_LOOP = "while True: pass"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a worker
+    started by a parent that holds a big heap would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_video(folder: Path, seconds: float, width: int, height: int) -> Path:
+    import cv2
+    import decord
+    from synthetic_media import looped_clip_video
+
+    path = folder / f"clip_{int(seconds)}s_{width}x{height}.mp4"
+    if not path.exists():
+        frames = decord.VideoReader(str(ROOT / "tests/data/single_face.mp4")).get_batch(range(72)).asnumpy()
+        if frames.shape[1:3] != (height, width):
+            frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames]
+        looped_clip_video(path, __import__("numpy").stack(frames), seconds)
+    return path
+
+
+def process_worker(started_at: float, video: str, model: str, backend: str, threads: str, db: str) -> None:
+    """One `process` run in this fresh process; prints start-up, steady rate and peak RSS as JSON."""
+    from fervideo.runtime import prefer_passive_waiting
+
+    prefer_passive_waiting()
+    from fervideo.pipeline import SessionProcessor
+
+    marks: list[tuple[float, int]] = []
+    processor = SessionProcessor(db_url=db, model=model, device="cpu", sample_fps=5, backend=backend,
+                                 threads=int(threads))
+    result = processor.process(video, "BENCH01", force=True,
+                               progress=lambda done, _total: marks.append((time.time(), done)))
+    (first_t, first_n), (last_t, last_n) = marks[0], marks[-1]
+    print(json.dumps({
+        "startup_s": first_t - started_at, "frames": len(result.frames),
+        "steady_fps": (last_n - first_n) / max(last_t - first_t, 1e-9),
+        "face_rate": float(result.frames["face_found"].mean()),
+        "peak_rss_mb": peak_rss_mb(),
+        "backend": processor.classifier.backend, "detector_backend": processor.faces.detector.backend,
+    }))
+
+
+def vit_worker(threads: str, seconds: str) -> None:
+    """ViT-Tiny forward passes alone on the same threads: frames/s."""
+    from fervideo.runtime import apply_thread_policy, prefer_passive_waiting
+
+    prefer_passive_waiting()
+    import torch
+
+    from fervideo.emotion import ViTTinyFER
+
+    apply_thread_policy(int(threads))
+    model = ViTTinyFER().eval()
+    batch = torch.randn(32, 3, 224, 224)
+    with torch.inference_mode():
+        model(batch)
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < float(seconds):
+            model(batch)
+            done += len(batch)
+    print(json.dumps({"fps": done / (time.perf_counter() - started)}))
+
+
+def run_json(args: list[str]) -> dict:
+    command = [sys.executable, __file__, *args]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(completed.stderr[-3000:])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_process(video: Path, model: str, backend: str, threads: int, folder: Path) -> dict:
+    db = f"sqlite:///{folder / 'bench_speed.sqlite'}"
+    return run_json(["--process-worker", repr(time.time()), str(video), model, backend, str(threads), db])
+
+
+def measure(videos: dict[str, Path], vit: str, threads: int, folder: Path, label: str) -> list[tuple]:
+    rows = []
+    vit_alone = run_json(["--vit-worker", str(threads), "10"])["fps"]
+    for size, video in videos.items():
+        runs = (("ViT-Tiny", vit, "auto"), ("mini-Xception", "mini-xception-fer2013", "auto"),
+                ("mini-Xception, torch only", "mini-xception-fer2013", "torch"))
+        for name, model, backend in runs:
+            if backend == "torch" and size != "640x360":
+                continue
+            result = run_process(video, model, backend, threads, folder)
+            rows.append((label, size, name, result, vit_alone if name == "ViT-Tiny" else None))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30, help="video length (default 30)")
+    parser.add_argument("--threads", type=int, default=0, help="--threads for every run (0 = all cores)")
+    parser.add_argument("--workdir", default=None, help="keep generated videos here between runs")
+    parser.add_argument("--no-contended", action="store_true", help="skip the runs beside a busy process")
+    parser.add_argument("--process-worker", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--vit-worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.process_worker:
+        process_worker(float(args.process_worker[0]), *args.process_worker[1:])
+        return
+    if args.vit_worker:
+        vit_worker(*args.vit_worker)
+        return
+
+    from bench_process import make_vit_checkpoint
+
+    folder = Path(args.workdir or tempfile.mkdtemp(prefix="fervideo-speed-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    vit = str(make_vit_checkpoint(folder))
+    videos = {f"{w}x{h}": make_video(folder, args.seconds, w, h) for w, h in ((640, 360), (1280, 720))}
+    rows = measure(videos, vit, args.threads, folder, "as found")
+    if not args.no_contended:
+        busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+        try:
+            rows += measure(videos, vit, args.threads, folder, "+1 busy proc")
+        finally:
+            busy.terminate()
+            busy.wait()
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nfervideo process, --fps 5, {args.seconds:g}-s real-face clip, --threads {args.threads} "
+          f"(0 = all), {os.cpu_count()} cores, load average at the end {load:.1f}\n")
+    header = (f"{'condition':<13} {'size':<9} {'classifier':<26} {'backend':<12} {'start-up s':>10} "
+              f"{'steady f/s':>10} {'ViT alone':>9} {'ratio':>6} {'faces %':>7} {'peak RSS MB':>11}")
+    print(header)
+    print("-" * len(header))
+    for condition, size, name, r, vit_alone in rows:
+        backend = f"{r['detector_backend']}/{r['backend']}"
+        ceiling = f"{vit_alone:9.1f}" if vit_alone else f"{'':>9}"
+        ratio = f"{r['steady_fps'] / vit_alone:6.2f}" if vit_alone else f"{'':>6}"
+        print(f"{condition:<13} {size:<9} {name:<26} {backend:<12} {r['startup_s']:>10.2f} "
+              f"{r['steady_fps']:>10.1f} {ceiling} {ratio} {100 * r['face_rate']:>7.1f} {r['peak_rss_mb']:>11.0f}")
+    print("\nbackend: detector/classifier. ratio: steady / ViT alone (the classifier's ceiling on these threads).")
+
+
+if __name__ == "__main__":
+    main()
