@@ -121,8 +121,9 @@ def trial(folder: Path, db_url: str, workers: int, kills: int, whole_batch: bool
         if batch.poll() is not None:
             break
         if whole_batch:
-            os.killpg(batch.pid, signal.SIGKILL)
-            killed += 1 + len(worker_pids(batch.pid))
+            workers_alive = len(worker_pids(batch.pid))
+            os.killpg(batch.pid, signal.SIGKILL)  # the runner and its workers at once
+            killed += 1 + workers_alive
             break
         victims = worker_pids(batch.pid)
         if victims:
