@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import streamlit as st
 from dashboard_apptest import SERVER_ADDRESS, charts, markdown_texts, no_images, rendered_text, run_page
@@ -80,8 +81,21 @@ def test_overview_keeps_undated_sessions_and_shows_statuses(unhappy):
     table = at.dataframe[0].value
     assert len(table) == len(UNHAPPY_SESSIONS)
     assert {"failed", "interrupted", "running", "done"} <= set(table["status"])
+    assert "undated" in set(table["recorded_at"]) and "2024-04-02 10:00" in set(table["recorded_at"])
     text_cells = table.select_dtypes(include="object").astype(str).to_numpy().ravel()
     assert not {"None", "nan", "NaN", "True", "False"} & set(text_cells)  # words, never Python's
+
+
+def test_subject_page_keeps_undated_sessions_off_the_time_axes(unhappy):
+    at = run_page("subject", subject=str(unhappy[HOSTILE_IMAGE]))  # one undated, one dated session
+    table = at.dataframe[0].value
+    assert list(table["recorded_at"]) == ["undated", "2024-04-02"]
+    assert "None" not in set(table.astype(str).to_numpy().ravel())
+    assert "1 undated session(s) are left off the time axes" in " ".join(rendered_text(c.value) for c in at.caption)
+    trends = next(chart for chart in at.get("vega_lite_chart") if '"facet"' in chart.proto.spec)
+    rows = pd.concat([pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
+                      for dataset in trends.proto.datasets])
+    assert rows["recorded_at"].nunique() == 1 and rows["recorded_at"].iloc[0].year == 2024  # the dated one only
 
 
 # ---------------------------------------------------------------------------- user strings escaped

@@ -43,12 +43,7 @@ from fervideo.store import (
     make_engine,
     schema_revisions,
 )
-
-try:
-    from fervideo.store.leases import display_status
-except ImportError:  # until the lease module (batches work) lands: the stored status
-    def display_status(session: VideoSession) -> str:
-        return session.status
+from fervideo.store.leases import display_status
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +130,8 @@ def overview(db_url: str, stamp: tuple) -> pd.DataFrame:
         ).all()
     records = [{
         "session_id": s.id, "subject_id": s.subject_id, "subject": code,
-        "recorded_at": s.recorded_at, "duration_min": (s.duration_s or 0) / 60,
+        "recorded_at": s.recorded_at,
+        "duration_min": s.duration_s / 60 if s.duration_s is not None else math.nan,
         "face_coverage": (s.face_frames / s.sampled_frames) if s.sampled_frames else math.nan,
         "classifier": s.classifier_name, "source": s.source, "status": display_status(s),
         "warnings": "; ".join(map(str, getattr(s, "warnings", None) or [])),
@@ -249,10 +245,12 @@ def subject_history(db_url: str, subject_id: int, stamp: tuple) -> dict[str, pd.
         "instrument": latest[s.id][1] if s.id in latest else "",
         "reliable": bool(f.reliable) if f is not None else None,
         "recorded_total": matches[s.id].total if s.id in matches else math.nan,
+        "dated": s.recorded_at is not None,  # undated sessions sit at their processing date: not on time axes
     } for s, f in sessions], columns=["session_id", "recorded_at", "phq_estimate", "phq_lower", "phq_upper", "band",
-                                       "instrument", "reliable", "recorded_total"])
+                                       "instrument", "reliable", "recorded_total", "dated"])
     features = pd.DataFrame.from_records(
-        [{"session_id": s.id, "recorded_at": when[s.id], **{k: (math.nan if v is None else v)
+        [{"session_id": s.id, "recorded_at": when[s.id], "dated": s.recorded_at is not None,
+          **{k: (math.nan if v is None else v)
                                                              for k, v in (f.values or {}).items()}}
          for s, f in sessions if f is not None])
     return {"sessions": table, "features": features, "recorded": _recorded_points(matches, when)}

@@ -6,21 +6,21 @@ import pandas as pd
 import streamlit as st
 
 from apps.dashboard import context, data
-from apps.dashboard.text import md
+from apps.dashboard.text import md, number
 
 # Raw column -> what the table shows. The raw names stay in the downloads (fervideo export, the
 # Session page's buttons); a reader of this table gets words and units.
 COLUMNS = {
     "session_id": st.column_config.NumberColumn("session", format="%d", width="small"),
     "subject": st.column_config.TextColumn("subject"),
-    "recorded_at": st.column_config.DatetimeColumn("recorded", format="YYYY-MM-DD HH:mm"),
-    "duration_min": st.column_config.NumberColumn("duration (min)", format="%.1f"),
+    "recorded_at": st.column_config.TextColumn("recorded"),
+    "duration_min": st.column_config.TextColumn("duration (min)"),
     # "auto": green from 50 % up, red below, the share under which the Session page warns.
     "face_coverage": st.column_config.ProgressColumn("face coverage", min_value=0.0, max_value=1.0,
                                                      format="percent", color="auto"),
     "classifier": st.column_config.TextColumn("emotion classifier"),
     "status": st.column_config.TextColumn("processing"),
-    "phq_estimate": st.column_config.NumberColumn("PHQ estimate", format="%.1f"),
+    "phq_estimate": st.column_config.TextColumn("PHQ estimate"),
     "phq_interval": st.column_config.TextColumn("PHQ interval"),
     "band": st.column_config.TextColumn("PHQ band"),
     "instrument": st.column_config.TextColumn("scale"),
@@ -29,6 +29,9 @@ COLUMNS = {
     "warnings": st.column_config.TextColumn("processing warnings", width="medium"),
 }
 RELIABILITY = {True: "reliable", False: "flagged", None: "not computed"}
+# What a reader needs first, so the flags are on screen without scrolling; the rest follows.
+COLUMN_ORDER = ("session_id", "subject", "recorded_at", "status", "face_coverage", "phq_estimate", "phq_interval",
+                "band", "reliable", "flags", "warnings", "duration_min", "instrument", "classifier")
 
 db_url = context.db_url()
 data.audit_once(db_url, context.user(), "view_overview")
@@ -75,6 +78,11 @@ def _filters(table: pd.DataFrame) -> pd.DataFrame:
 def _for_display(shown: pd.DataFrame) -> pd.DataFrame:
     """Words for the states a raw table would print as None/NaN/True."""
     return shown.drop(columns=["subject_id", "source"]).assign(
+        # Text, so an undated session reads "undated" rather than the grid's "None"; ISO order still sorts.
+        recorded_at=shown["recorded_at"].map(lambda when: "undated" if pd.isna(when) else f"{when:%Y-%m-%d %H:%M}"),
+        # Numbers that can be missing become text, so a gap reads "–" rather than the grid's "None".
+        duration_min=shown["duration_min"].map(lambda value: number(value, ".1f")),
+        phq_estimate=shown["phq_estimate"].map(lambda value: number(value, ".1f")),
         reliable=shown["reliable"].map(lambda value: RELIABILITY[None if pd.isna(value) else bool(value)]),
         instrument=shown["instrument"].replace("", "–"),
         phq_interval=shown["phq_interval"].replace("", "–"),
@@ -88,7 +96,8 @@ c2.metric("Sessions", len(shown))
 c3.metric("Flagged sessions", int((~shown["reliable"].fillna(False).astype(bool)).sum()))
 
 event = st.dataframe(_for_display(shown), hide_index=True, width="stretch", on_select="rerun",
-                     selection_mode="single-row", key="sessions_table", column_config=COLUMNS)
+                     selection_mode="single-row", key="sessions_table", column_config=COLUMNS,
+                     column_order=COLUMN_ORDER)
 st.caption("PHQ figures are estimates from facial expression, not diagnoses. Select a row to open the session.")
 
 # Long reliability notes and warnings do not fit a table cell: the full text of each, per session.

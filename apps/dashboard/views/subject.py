@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from apps.dashboard import charts, context, data
-from apps.dashboard.text import feature_label
+from apps.dashboard.text import feature_label, number
 
 TREND_FEATURES = ("face_found_fraction", "valence_mean", "arousal_mean", "expressivity", "emodiversity",
                   "pos_neg_balance", "mean_sadness", "mean_happiness", "transitions_per_min")
@@ -27,27 +27,41 @@ data.audit_once(db_url, context.user(), "view_subject", subject_id=subject_id)
 history = data.subject_history(db_url, subject_id, data.fingerprint(db_url))
 sessions, features, recorded = history["sessions"], history["features"], history["recorded"]
 
-st.caption(f"{len(sessions)} session(s). Estimates are not diagnoses; recorded scores are questionnaire totals.")
-if sessions["phq_estimate"].notna().any() or len(recorded):
-    st.altair_chart(charts.phq_over_time(sessions, recorded), width="stretch")
+undated = int((~sessions["dated"]).sum())
+note = (f" {undated} undated session(s) are left off the time axes (no `--recorded-at`); the table lists them."
+        if undated else "")
+st.caption(f"{len(sessions)} session(s). Estimates are not diagnoses; recorded scores are questionnaire totals."
+           + note)
+dated = sessions[sessions["dated"]]
+dated_recorded = recorded[recorded["session_id"].isin(dated["session_id"]) | recorded["session_id"].isna()]
+if dated["phq_estimate"].notna().any() or len(dated_recorded):
+    st.altair_chart(charts.phq_over_time(dated, dated_recorded), width="stretch")
 else:
-    st.info("No PHQ estimates or recorded PHQ scores for this subject yet.")
+    st.info("No PHQ estimates or recorded PHQ scores for this subject yet" + (" (with a session date)." if undated
+                                                                             else "."))
 
-table = sessions  # its recorded_total is the label training would use (fervideo.phq.matching)
-st.dataframe(table.assign(
-    reliable=table["reliable"].map(lambda value: "not computed" if pd.isna(value) else
-                                   ("reliable" if value else "flagged")),
-    band=table["band"].replace("", "–"), instrument=table["instrument"].replace("", "–"),
+# Its recorded_total is the label training would use (fervideo.phq.matching). Numbers become text so a
+# missing one reads "–", not the grid's "None".
+st.dataframe(sessions.drop(columns=["dated"]).assign(
+    recorded_at=[f"{when:%Y-%m-%d}" if is_dated else "undated"
+                 for when, is_dated in zip(sessions["recorded_at"], sessions["dated"], strict=True)],
+    phq_estimate=sessions["phq_estimate"].map(lambda v: number(v, ".1f")),
+    phq_lower=sessions["phq_lower"].map(lambda v: number(v, ".1f")),
+    phq_upper=sessions["phq_upper"].map(lambda v: number(v, ".1f")),
+    recorded_total=sessions["recorded_total"].map(lambda v: number(v, ".0f")),
+    reliable=sessions["reliable"].map(lambda value: "not computed" if pd.isna(value) else
+                                      ("reliable" if value else "flagged")),
+    band=sessions["band"].replace("", "–"), instrument=sessions["instrument"].replace("", "–"),
 ), hide_index=True, width="stretch", column_config={
     "session_id": st.column_config.NumberColumn("session", format="%d"),
-    "recorded_at": st.column_config.DatetimeColumn("recorded (or processed, when undated)", format="YYYY-MM-DD"),
-    "phq_estimate": st.column_config.NumberColumn("PHQ estimate", format="%.1f"),
-    "phq_lower": st.column_config.NumberColumn("interval lower", format="%.1f"),
-    "phq_upper": st.column_config.NumberColumn("interval upper", format="%.1f"),
+    "recorded_at": st.column_config.TextColumn("recorded"),
+    "phq_estimate": st.column_config.TextColumn("PHQ estimate"),
+    "phq_lower": st.column_config.TextColumn("interval lower"),
+    "phq_upper": st.column_config.TextColumn("interval upper"),
     "band": st.column_config.TextColumn("band of the estimate"),
     "instrument": st.column_config.TextColumn("scale"),
     "reliable": st.column_config.TextColumn("features"),
-    "recorded_total": st.column_config.NumberColumn("recorded PHQ total", format="%d"),
+    "recorded_total": st.column_config.TextColumn("recorded PHQ total"),
 })
 
 
@@ -79,9 +93,9 @@ st.dataframe(change, hide_index=True, width="stretch", column_config={
     c: st.column_config.NumberColumn(format="%+.3f" if c.startswith("change") else "%.3f")
     for c in change.columns if c != "measure"})
 
-if trend_names and len(features) > 0:
+if trend_names and features["dated"].any():
     st.subheader("Feature trends")
-    st.altair_chart(charts.feature_trends(features, trend_names), width="content")
+    st.altair_chart(charts.feature_trends(features[features["dated"]], trend_names), width="content")
 
 st.subheader("Open a session")
 for session_id in sessions["session_id"]:
