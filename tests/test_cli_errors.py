@@ -109,6 +109,8 @@ USAGE_CASES = {
                               "'yesterday' is not a date"),
     "file name starting with -": (["process", "-video.mp4", "-s", "P1", "--db", "{db}"], 2, "./-video.mp4"),
     "subject missing": (["process", "{file}", "--db", "{db}"], 2, "--subject"),
+    "batch of missing files": (["process", "{missing}", "{tmp}/other.mp4", "-s", "P1", "--db", "{db}"], 2,
+                               "no such file"),
     "subject escape sequence": (["process", "{file}", "-s", "\x1b[31mP1", "--db", "{db}"], 2,
                                 "control character U+001B"),
     "subject dot": (["process", "{file}", "-s", ".", "--db", "{db}"], 2, "names a folder"),
