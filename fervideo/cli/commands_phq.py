@@ -56,7 +56,8 @@ def _print_label_use(training: dict, instrument: str) -> None:
 
     window = training.get("label_window_days", 14)
     left_out = describe_skipped(training.get("skipped_sessions") or {}, instrument, window)
-    console.print(f"label window: +/- {window} days; sessions left out: {left_out or 'none'}", markup=False)
+    console.print(f"label window: +/- {window} days; sessions left out: {shown(left_out or 'none')}",
+                  highlight=False)  # left_out quotes subject codes
     if training.get("undated_labels_set_aside"):
         console.print(f"{training['undated_labels_set_aside']} undated label(s) not used: their subjects have "
                       "dated labels", markup=False)
@@ -98,7 +99,7 @@ def _print_report(report: dict) -> None:
 
     columns, rows = head_metrics_table(metrics)
     table = Table(*columns,
-                  title=f"PHQ head {escape(report['name'])} ({report['model']}, {report['instrument']}, "
+                  title=f"PHQ head {shown(report['name'])} ({report['model']}, {report['instrument']}, "
                         f"cv {metrics['cv']}, {metrics['n_subjects']} subjects, {metrics['n_sessions']} sessions)",
                   title_justify="left")
     for row in rows:
@@ -116,7 +117,7 @@ def _print_report(report: dict) -> None:
         console.print(f"accepts sessions sampled at {report['sample_fps']:g} fps with feature definitions "
                       f"v{report['feature_version']}; refuses sessions with more than "
                       f"{report['max_imputed_fraction']:.0%} of its features imputed", markup=False)
-    console.print(f"classifier: {escape(report['classifier']['name'])} ({report['classifier']['sha256'][:12]}), "
+    console.print(f"classifier: {shown(report['classifier']['name'])} ({report['classifier']['sha256'][:12]}), "
                   f"sessions from {report['feature_source']}")
     console.print(f"[italic]{PHQ_CAVEAT}[/italic]")
 
@@ -202,7 +203,7 @@ def predict(
     factory, ids = resolve_sessions(db, session, all_sessions)
     refuse_unusable_head(get_head(factory, head)[1], allow_weak_head)  # once, not once per session
     table = Table("session", "estimate", "interval", "band", "imputed features", "sample",
-                  title=f"PHQ estimates by head {escape(head)}", title_justify="left")
+                  title=f"PHQ estimates by head {shown(head)}", title_justify="left")
     refusals = ItemErrors(len(ids), label="refused", colour="yellow")
     estimates = []
     for session_id in ids:
