@@ -114,7 +114,7 @@ def run_server(command: list[str], env: dict[str, str]) -> int:
             server.terminate()
             try:
                 server.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
+            except BaseException:  # it did not stop in time, or a second Ctrl-C / kill: no more waiting
                 server.kill()
                 server.wait()
         raise
