@@ -8,7 +8,7 @@ with the error, so a half-processed session never looks complete.
 While it runs, a session holds a lease (fervideo/store/leases.py) renewed by a heartbeat thread. A
 session left `running` by a killed process is seen as interrupted and redone by the next run; the redo
 is a new session, and the superseded ones (interrupted, failed, or replaced with --force) are deleted
-only once it is done. A stop request (SIGINT/SIGTERM, see `request_stop`) is honoured between chunks:
+only once it is done. A stop request (SIGINT/SIGTERM, fervideo.interrupts) is honoured between chunks:
 the current chunk's transaction completes, the session is marked `interrupted`, ProcessingInterrupted
 is raised.
 """
@@ -39,6 +39,7 @@ from fervideo.emotion import EmotionClassifier, load_classifier
 from fervideo.errors import DatabaseError, FervideoError, InvalidArgumentError
 from fervideo.faces import FaceAnalyzer, FaceBatch
 from fervideo.features import store_session_features
+from fervideo.interrupts import ProcessingInterrupted, raise_if_stop_requested
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.runtime import apply_thread_policy
 from fervideo.store import (
@@ -63,37 +64,8 @@ QUALITY_SOURCE_KEYS = {"face_size": "face_size", "sharpness": "sharpness", "yaw"
 ProgressCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned)
 
 
-class ProcessingInterrupted(Exception):
-    """Processing stopped on request (a signal) between chunks; the session is marked `interrupted`."""
-
-    def __init__(self, signal_number: int) -> None:
-        super().__init__(f"interrupted by signal {signal_number}")
-        self.signal_number = signal_number
-        self.exit_code = 128 + signal_number  # 130 for SIGINT, 143 for SIGTERM
-
-
 class SessionBusyError(FervideoError):
     """Another live process holds the lease of a running session of the same video and settings."""
-
-
-# Set by a signal handler (request_stop); checked by the pipeline after each chunk's transaction.
-_stop_signal: int | None = None
-
-
-def request_stop(signal_number: int) -> None:
-    """Ask the running `process` call to stop after its current chunk (safe in a signal handler)."""
-    global _stop_signal
-    _stop_signal = signal_number
-
-
-def clear_stop_request() -> None:
-    global _stop_signal
-    _stop_signal = None
-
-
-def _raise_if_stop_requested() -> None:
-    if _stop_signal is not None:
-        raise ProcessingInterrupted(_stop_signal)
 
 
 @dataclass
@@ -374,7 +346,7 @@ class SessionProcessor:
             with Heartbeat(self.db, session_id):
                 for chunk in _prefetched(iter(stream)):
                     tables.append(self._process_chunk(session_id, chunk, stream.scale, timings))
-                    _raise_if_stop_requested()
+                    raise_if_stop_requested()
                     if progress:
                         progress(sum(len(t) for t in tables), len(stream))
             table = pd.concat(tables, ignore_index=True)

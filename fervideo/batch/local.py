@@ -30,7 +30,7 @@ class _WorkerState:
 
 
 def _on_stop_signal(signal_number: int, _frame) -> None:
-    from fervideo.pipeline import request_stop
+    from fervideo.interrupts import request_stop
 
     if not _WorkerState.busy:  # idle or loading: nothing to finish, leave now
         raise SystemExit(128 + signal_number)
@@ -53,7 +53,7 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGTERM, _on_stop_signal)
     from fervideo.batch.work import run_item
-    from fervideo.pipeline import ProcessingInterrupted
+    from fervideo.interrupts import ProcessingInterrupted
 
     try:
         processor = build_processor(settings)
