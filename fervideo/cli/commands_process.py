@@ -60,7 +60,8 @@ class ProgressView:
         self.bar = Progress(
             TextColumn("{task.description}"), BarColumn(), CountColumn("starting"),
             TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err_console, transient=True,
+            # Not on a terminal (a log, a pipe): no bar, and so none of Rich's stray blank line at its stop.
+            console=err_console, transient=True, disable=not err_console.is_interactive,
         )
         self.overall = self.bar.add_task("videos", total=total, rate="")
         self.per_video: dict[int, TaskID] = {}
