@@ -228,7 +228,40 @@ def test_threaded_alignment_by_index_equals_the_serial_stack(monkeypatch, frames
     indices = np.array([0, 2, 2, 5, 7, 9])
     serial = align.align_faces(frames[indices], landmarks)
     monkeypatch.setattr(align, "PARALLEL_MIN_FACES", 2)
-    monkeypatch.setattr(align, "_warp_workers", lambda: ThreadPoolExecutor(max_workers=3))
+    monkeypatch.setattr(align, "worker_pool", lambda: ThreadPoolExecutor(max_workers=3))
     np.testing.assert_array_equal(align.align_faces(frames, landmarks, frame_indices=indices), serial)
     with pytest.raises(ValueError, match="landmark sets"):
         align.align_faces(frames, landmarks, frame_indices=indices[:3])
+
+
+def test_batched_grid_sample_alignment_matches_opencv(frames: np.ndarray) -> None:
+    """The GPU path's warp, run here on CPU tensors: within 2 grey levels of cv2.warpAffine (OpenCV's
+    1/32-pixel fixed-point weights), 0.2 on average."""
+    from fervideo.faces import align
+    from fervideo.faces.align_gpu import align_faces_on_device
+
+    batch = FaceAnalyzer(backend="torch").analyze(frames)
+    indices = np.flatnonzero(batch.found)
+    crops = align_faces_on_device(torch.from_numpy(frames), batch.landmarks[indices], indices)
+    difference = np.abs(crops.astype(int) - batch.crops.astype(int))
+    assert crops.shape == batch.crops.shape and crops.dtype == np.uint8
+    assert difference.max() <= 2 and difference.mean() < 0.2
+    # Near the frame edge the borders are replicated, as with BORDER_REPLICATE.
+    edge = np.array([[5, 5], [40, 5], [20, 25], [8, 45], [38, 45]], np.float32)
+    reference = align.align_face(frames[0], edge)
+    got = align_faces_on_device(torch.from_numpy(frames[:1]), edge[None], np.array([0]))[0]
+    assert np.abs(got.astype(int) - reference.astype(int)).max() <= 2
+    empty = align_faces_on_device(torch.from_numpy(frames), np.zeros((0, 5, 2)), np.zeros(0, int))
+    assert empty.shape == (0, 224, 224, 3)
+
+
+def test_sharpness_on_the_worker_pool_equals_serial(monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fervideo.faces import quality
+
+    crops = np.random.default_rng(0).integers(0, 255, (5, 224, 224, 3), dtype=np.uint8)
+    serial = quality.sharpness(crops)
+    monkeypatch.setattr(quality, "PARALLEL_MIN_FACES", 2)
+    monkeypatch.setattr(quality, "worker_pool", lambda: ThreadPoolExecutor(max_workers=3))
+    np.testing.assert_array_equal(quality.sharpness(crops), serial)

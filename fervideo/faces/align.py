@@ -102,7 +102,7 @@ def align_faces(
     def warp(j: int) -> None:
         crops[j] = align_face(frames_rgb[frame_indices[j]], landmarks5[j], margin, size)
 
-    if len(crops) >= PARALLEL_MIN_FACES and (workers := _warp_workers()) is not None:
+    if len(crops) >= PARALLEL_MIN_FACES and (workers := worker_pool()) is not None:
         list(workers.map(warp, range(len(crops))))
     else:
         for j in range(len(crops)):
@@ -115,7 +115,7 @@ PARALLEL_MIN_FACES = 64
 
 
 @lru_cache(maxsize=1)
-def _warp_workers() -> ThreadPoolExecutor | None:
+def worker_pool() -> ThreadPoolExecutor | None:
     """A small shared pool, only where there are cores to spare (not on the 2-core machines)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return ThreadPoolExecutor(max_workers=min(8, cores), thread_name_prefix="fervideo-align") if cores > 4 else None

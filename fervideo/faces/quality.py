@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from fervideo.faces.align import PARALLEL_MIN_FACES, worker_pool
+
 QUALITY_KEYS = ("face_size", "det_score", "sharpness", "yaw_proxy")
 
 
@@ -17,7 +19,12 @@ def face_size(boxes: np.ndarray) -> np.ndarray:
 def sharpness(crops: np.ndarray) -> np.ndarray:
     """Variance of the Laplacian of each gray crop [M, S, S, 3]; low values mean blur. Measured on the
     aligned crop so the number is comparable across face sizes."""
-    values = [cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for crop in crops]
+    def variance_of_laplacian(crop: np.ndarray) -> float:
+        return float(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
+
+    # OpenCV releases the GIL: large batches (the GPU path's) use the alignment's thread pool.
+    workers = worker_pool() if len(crops) >= PARALLEL_MIN_FACES else None
+    values = list(workers.map(variance_of_laplacian, crops)) if workers else [variance_of_laplacian(c) for c in crops]
     return np.asarray(values, dtype=np.float32).reshape(len(crops))
 
 
