@@ -128,6 +128,7 @@ COMMANDS_ON_A_DATABASE = [
     ["sessions"], ["features", "--all"], ["export", "--all", "--out", "{tmp}/out"], ["db", "upgrade"],
     ["phq", "evaluate", "head"], ["phq", "predict", "--all", "--head", "head"],
     ["import-openface", "{file}", "-s", "P1"], ["phq", "labels", "import", "{file}"],
+    ["process", "{file}", "-s", "P1"],  # checked before the networks load (and before the file is probed)
 ]
 
 

@@ -170,7 +170,7 @@ def process(
     ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors: a local Ray cluster, or the one at --ray-address / $RAY_ADDRESS.")] = False,
     ray_address: Annotated[str | None, typer.Option(metavar="ADDRESS", help="Ray cluster to join (e.g. ray://head:10001 or auto); implies --ray.")] = None,
     backend: Annotated[str | None, typer.Option(help="Inference backend: auto (ONNX Runtime on the CPU where installed), torch or onnx [env: FERVIDEO_BACKEND]. See docs/speed.md.")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads per worker for the networks; default: cores / workers [env: FERVIDEO_THREADS]. See docs/speed.md.")] = None,
+    threads: Annotated[int | None, typer.Option(callback=positive_int, help="CPU threads per worker for the networks; default: cores / workers [env: FERVIDEO_THREADS]. See docs/speed.md.")] = None,
     db: DbOption = None,
 ) -> None:
     """Process session recordings into stored per-frame emotion timelines.
@@ -180,6 +180,11 @@ def process(
     Exit status: 0 when every video is done or skipped, 1 when any failed (the others are kept),
     130/143 when stopped by SIGINT/SIGTERM (the sessions in flight are marked interrupted).
     """
+    from fervideo.store import open_database
+
+    # A database that cannot be opened or written (not one, read-only, behind) fails now, before torch
+    # and the networks load; this also creates a new one once, before the workers race to.
+    open_database(db).kw["bind"].dispose()
     from fervideo.batch import WorkerSettings, run_batch
     from fervideo.runtime import prefer_passive_waiting
 
