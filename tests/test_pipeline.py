@@ -63,13 +63,13 @@ def test_cli_process_real_clip_stores_a_complete_provenanced_session(capsys, rea
         assert frame.x1 < frame.x2 and frame.y1 < frame.y2 and frame.face_score > 0.6
 
 
-def test_same_file_is_skipped_unless_forced(capsys, real_clip, db_url):
-    assert run_cli(capsys, "process", str(real_clip), "-s", "S1", "--db", db_url)[0] == 0
-    code, out, _ = run_cli(capsys, "process", str(real_clip), "-s", "S1", "--db", db_url)
-    assert code == 0 and "already processed" in out and count_sessions(db_url) == 1
-    code, out, _ = run_cli(capsys, "process", str(real_clip), "-s", "S1", "--db", db_url, "--force")
+def test_same_file_is_skipped_unless_forced(capsys, real_clip, any_db_url):
+    assert run_cli(capsys, "process", str(real_clip), "-s", "S1", "--db", any_db_url)[0] == 0
+    code, out, _ = run_cli(capsys, "process", str(real_clip), "-s", "S1", "--db", any_db_url)
+    assert code == 0 and "already processed" in out and count_sessions(any_db_url) == 1
+    code, out, _ = run_cli(capsys, "process", str(real_clip), "-s", "S1", "--db", any_db_url, "--force")
     assert code == 0 and "already processed" not in out
-    with open_database(db_url)() as db:
+    with open_database(any_db_url)() as db:
         ids = db.scalars(select(VideoSession.id)).all()
     assert ids == [2]  # the forced run replaced the first one, after it had succeeded
 
@@ -103,8 +103,8 @@ def test_seed_layout_checkpoint_runs_through_the_pipeline(tmp_path, real_clip, d
         assert db.get(VideoSession, session_id).classifier_name == "final_model"
 
 
-def test_failure_midway_marks_session_failed_and_keeps_no_frames(real_clip, db_url, monkeypatch):
-    processor = SessionProcessor(db_url=db_url, sample_fps=10)
+def test_failure_midway_marks_session_failed_and_keeps_no_frames(real_clip, any_db_url, monkeypatch):
+    processor = SessionProcessor(db_url=any_db_url, sample_fps=10)
     processor.chunk_size = 8
     calls = {"n": 0}
     real_predict = processor.classifier.predict
@@ -118,7 +118,7 @@ def test_failure_midway_marks_session_failed_and_keeps_no_frames(real_clip, db_u
     monkeypatch.setattr(processor.classifier, "predict", failing_predict)
     with pytest.raises(RuntimeError, match="simulated"):
         processor.process(real_clip, "S5")
-    with open_database(db_url)() as db:
+    with open_database(any_db_url)() as db:
         session = db.scalars(select(VideoSession)).one()
         assert session.status == SessionStatus.FAILED and "simulated crash" in session.error
         assert db.scalar(select(func.count()).select_from(Frame)) == 0
@@ -163,8 +163,8 @@ def _bad_input_cases(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "case", ["missing file", "folder without videos", "zero-length", "not a video", "no decodable frames", "unknown model",
-             "mismatched checkpoint", "hub unreachable offline", "negative fps"],
+    "case", ["missing file", "folder without videos", "zero-length", "not a video", "no decodable frames",
+             "unknown model", "mismatched checkpoint", "hub unreachable offline", "negative fps"],
 )
 def test_bad_input_one_line_error_nonzero_exit_nothing_written(capsys, tmp_path, db_url, case):
     args, message = _bad_input_cases(tmp_path)[case]
