@@ -113,32 +113,14 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_session_page_renders_in_headless_chromium(dashboard_server, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_session_page_renders_in_headless_chromium(dashboard_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        driver.get(f"{dashboard_server}/session?session=1")
-        wait = WebDriverWait(driver, PAGE_TIMEOUT_S)
-        wait.until(expected_conditions.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Session 1"))
-        # Vega-Lite draws into canvas/svg once its data arrives: wait for every timeline chart.
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart'] canvas, "
-                                                               "[data-testid='stVegaLiteChart'] svg")) >= 5)
-        wait.until(lambda d: "PHQ-8 estimate" in d.find_element(By.TAG_NAME, "body").text)
-        time.sleep(1.0)  # let the last chart finish its transition before the picture
-        body = driver.find_element(By.TAG_NAME, "body").text
-        screenshot = tmp_path / "dashboard_session.png"
-        driver.save_screenshot(str(screenshot))
-    finally:
-        driver.quit()
+    body = _render(browser, f"{dashboard_server}/session?session=1", "Session 1", charts=5)
+    assert "PHQ-8 estimate" in body
+    screenshot = tmp_path / "dashboard_session.png"
+    browser.save_screenshot(str(screenshot))
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
     shutil.copy(screenshot, SCREENSHOT_COPY)
     assert screenshot.stat().st_size > 20_000  # a blank page is a few kB
     for expected in ("Emotion probabilities", "Face coverage", "14.2", "not a diagnosis", "Provenance"):

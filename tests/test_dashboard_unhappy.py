@@ -172,3 +172,13 @@ def test_dominant_strip_has_a_legend_a_time_axis_and_distinct_empty_colours(unha
     colours = dict(zip(encoding["color"]["scale"]["domain"], encoding["color"]["scale"]["range"], strict=True))
     assert colours[compute.NO_FACE] != colours[compute.NO_SAMPLE]
     assert colours[compute.NO_FACE].lower() not in ("#fff", "#ffffff", "white")
+
+
+def test_transition_heatmap_leaves_undefined_cells_blank():
+    """A row for an emotion that never dominated has no probabilities: its cells print nothing, not "null"."""
+    from apps.dashboard import charts as dashboard_charts
+
+    matrix = [[None] * 7 if i == 0 else [1 / 7] * 7 for i in range(7)]
+    spec = dashboard_charts.transition_heatmap(matrix).to_dict()
+    text_layer = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "text")
+    assert {"filter": "isValid(datum.p)"} in text_layer.get("transform", [])
