@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
@@ -110,7 +111,9 @@ def describe_database_error(exc: DBAPIError, where: str) -> str:
 def alembic_config(engine: Engine):
     from alembic.config import Config
 
-    config = Config()
+    # Alembic's default stdout is bound when alembic.config is first imported; pass today's sys.stdout
+    # (the first import may happen while a caller has redirected it, e.g. under a test's capture).
+    config = Config(stdout=sys.stdout)
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
