@@ -74,15 +74,16 @@ def frame_rows(session_id: int, duration_s: float, seed: int = 0, gap: tuple[flo
     return rows
 
 
-def seed_database(db_url: str, duration_s: float = 120.0) -> dict[str, int]:
-    """Fill a new database; returns the ids the tests refer to."""
+def seed_database(db_url: str, duration_s: float = 120.0, beats_baseline: bool = True) -> dict[str, int]:
+    """Fill a new database; returns the ids the tests refer to. `beats_baseline=False` makes the head one
+    that does not beat guessing the cohort mean, whose estimates must never be shown plainly."""
     factory = open_database(db_url)
     ids: dict[str, int] = {}
     with_features: list[int] = []
     with factory.begin() as db:
         head = PhqHead(name="phq8-video-v1", path="/heads/phq8", sha256="h" * 64, instrument="PHQ-8",
                        feature_source="video", classifier_name="vit-tiny-fer", classifier_sha256=CLASSIFIER_SHA,
-                       n_subjects=40, n_sessions=120, metrics=HEAD_METRICS)
+                       n_subjects=40, n_sessions=120, metrics=HEAD_METRICS, beats_baseline=beats_baseline)
         db.add(head)
         db.flush()
         subjects: dict[str, Subject] = {}
@@ -107,7 +108,8 @@ def seed_database(db_url: str, duration_s: float = 120.0) -> dict[str, int]:
                 with_features.append(session.id)
             if estimate is not None:
                 db.add(PhqPrediction(session_id=session.id, head_id=head.id, estimate=estimate, lower=lower,
-                                     upper=upper, coverage=0.9, band=band))
+                                     upper=upper, coverage=0.9, band=band, n_imputed=0, n_features=40,
+                                     in_sample=False, out_of_fold=False))
             if recorded is not None:
                 db.add(PhqLabel(subject_id=subject.id, session_id=session.id, instrument="PHQ-8", total=recorded,
                                 administered_at=when))

@@ -18,6 +18,7 @@ from dashboard_seed import (
     HOSTILE_IMAGE,
     UNHAPPY_SESSIONS,
     frame_rows,
+    seed_database,
     seed_unhappy_database,
 )
 from markdown_it import MarkdownIt
@@ -182,3 +183,20 @@ def test_transition_heatmap_leaves_undefined_cells_blank():
     spec = dashboard_charts.transition_heatmap(matrix).to_dict()
     text_layer = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "text")
     assert {"filter": "isValid(datum.p)"} in text_layer.get("transform", [])
+
+
+def test_estimates_of_a_weak_head_are_never_shown_plainly(db_url, tmp_path, monkeypatch, server_address):
+    ids = seed_database(db_url, beats_baseline=False)
+    monkeypatch.setenv("FERVIDEO_DB", db_url)
+    monkeypatch.setenv(USERS_ENV, str(tmp_path / "no_users.json"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = run_page()
+    table = at.dataframe[0].value
+    assert list(table["phq_estimate"])[:3] == ["14.2 ⚠", "11.0 ⚠", "7.5 ⚠"]
+    assert table["phq_warnings"].str.contains("does not beat guessing the cohort mean").sum() == 3
+    at = run_page("session", session=str(ids["session0"]))
+    assert "does not beat guessing the cohort mean" in " ".join(rendered_text(w.value) for w in at.warning)
+    at = run_page("cohort")
+    assert "does not beat guessing the cohort mean" in " ".join(rendered_text(e.value) for e in at.error)
+    st.cache_resource.clear()

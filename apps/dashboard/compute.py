@@ -15,7 +15,6 @@ from fervideo.export import face_gaps
 from fervideo.export.quality_notes import processing_warning_texts
 from fervideo.features import CIRCUMPLEX, compute_session_features
 from fervideo.labels import CANONICAL_LABELS
-from fervideo.phq import IN_SAMPLE_NO_OOF_NOTE, IN_SAMPLE_NOTE
 
 FACE = "face"
 NO_FACE = "no face"
@@ -135,17 +134,10 @@ STATUS_NOTES = {
 
 
 def prediction_warnings(prediction: dict, session_classifier_sha256: str | None) -> list[str]:
-    """What a reader must know before reading one PHQ estimate (plain text: the page escapes it)."""
-    warnings = []
-    if prediction.get("beats_baseline") is False:
-        warnings.append("This model does not beat guessing the cohort mean: read the estimate as no better than "
-                        "the average score of the training cohort.")
-    if prediction.get("in_sample"):  # fervideo.phq's wording: the out-of-fold estimate is shown where one exists
-        warnings.append(IN_SAMPLE_NOTE if prediction.get("out_of_fold") else IN_SAMPLE_NO_OOF_NOTE)
-    if prediction.get("n_imputed"):
-        total = f" of {prediction['n_features']}" if prediction.get("n_features") else ""
-        warnings.append(f"{prediction['n_imputed']}{total} input features were missing and filled with the training "
-                        "median.")
+    """What a reader must know before reading one PHQ estimate: fervideo.phq.prediction_warnings for it (weak
+    head, imputed features, in-sample; data.session_predictions puts them in "warnings") and a head trained
+    on another classifier. Plain text: the page escapes it."""
+    warnings = list(prediction.get("warnings") or [])
     if prediction.get("head_classifier_sha256") not in (None, session_classifier_sha256):
         warnings.append("This estimate comes from a head trained on another classifier than this session's.")
     return warnings

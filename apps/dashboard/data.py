@@ -120,7 +120,7 @@ def overview(db_url: str, stamp: tuple) -> pd.DataFrame:
             .group_by(PhqPrediction.session_id).subquery()
         )
         rows = db.execute(
-            select(VideoSession, Subject.code, SessionFeatures, PhqPrediction, PhqHead.instrument)
+            select(VideoSession, Subject.code, SessionFeatures, PhqPrediction, PhqHead)
             .join(Subject, VideoSession.subject_id == Subject.id)
             .outerjoin(SessionFeatures, SessionFeatures.session_id == VideoSession.id)
             .outerjoin(latest, latest.c.session_id == VideoSession.id)
@@ -137,12 +137,15 @@ def overview(db_url: str, stamp: tuple) -> pd.DataFrame:
         "warnings": "; ".join(map(str, getattr(s, "warnings", None) or [])),
         "phq_estimate": p.estimate if p else math.nan,
         "phq_interval": f"{p.lower:.1f}–{p.upper:.1f}" if p else "",
-        "band": p.band if p else "no estimate", "instrument": instrument or "",
+        "band": p.band if p else "no estimate", "instrument": h.instrument if h else "",
+        # What must travel with the estimate (weak head, imputed features, in-sample), as on the Session page.
+        "phq_warnings": " ".join(prediction_warnings(p, h)) if p and h else "",
         "reliable": bool(f.reliable) if f is not None else None, "flags": _flags(f),
-    } for s, code, f, p, instrument in rows]
+    } for s, code, f, p, h in rows]
     table = pd.DataFrame.from_records(records, columns=[
         "session_id", "subject_id", "subject", "recorded_at", "duration_min", "face_coverage", "classifier",
-        "status", "phq_estimate", "phq_interval", "band", "instrument", "reliable", "flags", "warnings", "source"])
+        "status", "phq_estimate", "phq_interval", "band", "instrument", "phq_warnings", "reliable", "flags", "warnings",
+        "source"])
     # An all-undated database would leave an object column that has no .dt accessor.
     table["recorded_at"] = pd.to_datetime(table["recorded_at"])
     return table

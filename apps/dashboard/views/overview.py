@@ -24,6 +24,7 @@ COLUMNS = {
     "phq_interval": st.column_config.TextColumn("PHQ interval"),
     "band": st.column_config.TextColumn("PHQ band"),
     "instrument": st.column_config.TextColumn("scale"),
+    "phq_warnings": st.column_config.TextColumn("PHQ caveats", width="medium"),
     "reliable": st.column_config.TextColumn("features"),
     "flags": st.column_config.TextColumn("reliability flags", width="large"),
     "warnings": st.column_config.TextColumn("processing warnings", width="medium"),
@@ -31,7 +32,7 @@ COLUMNS = {
 RELIABILITY = {True: "reliable", False: "flagged", None: "not computed"}
 # What a reader needs first, so the flags are on screen without scrolling; the rest follows.
 COLUMN_ORDER = ("session_id", "subject", "recorded_at", "status", "face_coverage", "phq_estimate", "phq_interval",
-                "band", "reliable", "flags", "warnings", "duration_min", "instrument", "classifier")
+                "band", "phq_warnings", "reliable", "flags", "warnings", "duration_min", "instrument", "classifier")
 
 db_url = context.db_url()
 data.audit_once(db_url, context.user(), "view_overview")
@@ -82,7 +83,9 @@ def _for_display(shown: pd.DataFrame) -> pd.DataFrame:
         recorded_at=shown["recorded_at"].map(lambda when: "undated" if pd.isna(when) else f"{when:%Y-%m-%d %H:%M}"),
         # Numbers that can be missing become text, so a gap reads "–" rather than the grid's "None".
         duration_min=shown["duration_min"].map(lambda value: number(value, ".1f")),
-        phq_estimate=shown["phq_estimate"].map(lambda value: number(value, ".1f")),
+        # An estimate with caveats carries a mark, so it is never read plainly; the caveats follow it.
+        phq_estimate=[number(value, ".1f") + (" ⚠" if caveats else "")
+                      for value, caveats in zip(shown["phq_estimate"], shown["phq_warnings"], strict=True)],
         reliable=shown["reliable"].map(lambda value: RELIABILITY[None if pd.isna(value) else bool(value)]),
         instrument=shown["instrument"].replace("", "–"),
         phq_interval=shown["phq_interval"].replace("", "–"),
@@ -101,11 +104,13 @@ event = st.dataframe(_for_display(shown), hide_index=True, width="stretch", on_s
 st.caption("PHQ figures are estimates from facial expression, not diagnoses. Select a row to open the session.")
 
 # Long reliability notes and warnings do not fit a table cell: the full text of each, per session.
-noted = shown[(shown["flags"] != "") | (shown["warnings"] != "") | (shown["status"] != "done")]
+noted = shown[(shown["flags"] != "") | (shown["warnings"] != "") | (shown["status"] != "done")
+               | (shown["phq_warnings"] != "")]
 if len(noted):
     with st.expander(f"Why {len(noted)} session(s) are flagged, unfinished or warned about"):
         for row in noted.itertuples():
-            reasons = [text for text in (row.status if row.status != "done" else "", row.flags, row.warnings) if text]
+            reasons = [text for text in (row.status if row.status != "done" else "", row.flags, row.warnings,
+                                         row.phq_warnings) if text]
             st.markdown(f"- **Session {row.session_id}** (subject {md(row.subject)}): {md('; '.join(reasons))}")
 
 selected = event.selection.rows if event is not None and hasattr(event, "selection") else []
