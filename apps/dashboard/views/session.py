@@ -101,8 +101,10 @@ for prediction in predictions:
         f"{severity_band(prediction['upper'])})  \n**Head:** {md(prediction['head'])}")
     for caveat in compute.prediction_warnings(prediction, meta["classifier_sha256"]):
         st.warning(md(caveat), icon=":material/warning:")
-coverages = {prediction["coverage"] for prediction in predictions}  # one interval note when all heads agree
-st.info("  \n".join(phq_caveats(coverages.pop() if len(coverages) == 1 else None)), icon=":material/info:")
+# One interval note when all heads agree on its coverage and method.
+intervals = {(prediction["coverage"], prediction["interval_method"]) for prediction in predictions}
+coverage, method = intervals.pop() if len(intervals) == 1 else (None, None)
+st.info("  \n".join(md(caveat) for caveat in phq_caveats(coverage, method)), icon=":material/info:")
 for label in data.session_labels(db_url, session_id):
     st.caption(f"Recorded {md(label['instrument'])} total for this session: **{label['total']}**")
 
