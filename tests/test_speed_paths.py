@@ -265,3 +265,19 @@ def test_sharpness_on_the_worker_pool_equals_serial(monkeypatch) -> None:
     monkeypatch.setattr(quality, "PARALLEL_MIN_FACES", 2)
     monkeypatch.setattr(quality, "worker_pool", lambda: ThreadPoolExecutor(max_workers=3))
     np.testing.assert_array_equal(quality.sharpness(crops), serial)
+
+
+def test_batched_similarity_fit_equals_the_per_face_fit(frames: np.ndarray) -> None:
+    from fervideo.faces import align
+
+    rng = np.random.default_rng(1)
+    sources = rng.uniform(0, 500, (50, 5, 2))
+    sources[3] = sources[3] * [-1, 1]  # a mirrored set: the fit must not flip
+    sources[5] = sources[5, :1]  # all five points equal: zero variance, scale falls back to 1
+    target = align.template_points()
+    per_face = np.stack([align.similarity_transform(points, target) for points in sources])
+    np.testing.assert_allclose(align.similarity_transforms(sources, target), per_face, atol=1e-9, rtol=0)
+    points = np.array([[250, 150], [330, 150], [290, 190], [260, 230], [320, 230]], np.float32)
+    one_by_one = np.stack([align.align_face(frame, points) for frame in frames[:3]])
+    batched = align.align_faces(frames[:3], np.repeat(points[None], 3, axis=0))
+    assert np.abs(batched.astype(int) - one_by_one.astype(int)).max() <= 1

@@ -62,6 +62,26 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, translation[:, None]])
 
 
+def similarity_transforms(sources: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`similarity_transform` for M point sets at once: sources [M, K, 2] -> [M, 2, 3].
+
+    One batched SVD instead of M small ones: on the GPU path the per-face fits were a tenth of the CPU time."""
+    sources = np.asarray(sources, np.float64)
+    target = np.asarray(target, np.float64)
+    count = sources.shape[1]
+    src_mean, dst_mean = sources.mean(axis=1), target.mean(axis=0)
+    src_c, dst_c = sources - src_mean[:, None], target - dst_mean
+    covariance = np.einsum("kd,mke->mde", dst_c, src_c) / count
+    u, singular, vt = np.linalg.svd(covariance)
+    flip = np.where(np.linalg.det(u) * np.linalg.det(vt) < 0, -1.0, 1.0)  # forbid mirroring
+    reflection = np.stack([np.ones_like(flip), flip], axis=1)  # the diagonal
+    rotation = u @ (reflection[:, :, None] * vt)
+    src_var = (src_c**2).sum(axis=(1, 2)) / count
+    scale = np.where(src_var > 0, (singular * reflection).sum(axis=1) / np.where(src_var > 0, src_var, 1), 1.0)
+    translation = dst_mean - scale[:, None] * np.einsum("mij,mj->mi", rotation, src_mean)
+    return np.concatenate([scale[:, None, None] * rotation, translation[:, :, None]], axis=2)
+
+
 def alignment_matrix(
     landmarks5: np.ndarray, margin: float = DEFAULT_MARGIN, size: int = CROP_SIZE
 ) -> np.ndarray:
@@ -98,9 +118,13 @@ def align_faces(
     if len(frame_indices) != len(landmarks5):
         raise ValueError(f"{len(frame_indices)} frames but {len(landmarks5)} landmark sets")
     crops = np.empty((len(landmarks5), size, size, 3), dtype=np.uint8)
+    if len(crops) == 0:
+        return crops
+    matrices = similarity_transforms(np.asarray(landmarks5).reshape(-1, 5, 2), template_points(margin, size))
 
     def warp(j: int) -> None:
-        crops[j] = align_face(frames_rgb[frame_indices[j]], landmarks5[j], margin, size)
+        crops[j] = cv2.warpAffine(frames_rgb[frame_indices[j]], matrices[j], (size, size), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
 
     if len(crops) >= PARALLEL_MIN_FACES and (workers := worker_pool()) is not None:
         list(workers.map(warp, range(len(crops))))
