@@ -15,6 +15,7 @@ Runtime not to spin; see docs/speed.md for the measurements.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -38,11 +39,8 @@ def fervideo_home() -> Path:
 
 
 def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """ONNX Runtime to run the graphs and onnx for torch.onnx.export to write them (found, not imported)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
 def resolve_backend(backend: str | None, device_type: str) -> Backend:
@@ -57,7 +55,7 @@ def resolve_backend(backend: str | None, device_type: str) -> Backend:
         return "torch"
     if not onnxruntime_available():
         if backend == "onnx":
-            log.warning("onnxruntime is not installed; using the torch backend (pip install onnxruntime)")
+            log.warning("onnxruntime or onnx is not installed; using the torch backend (pip install onnx onnxruntime)")
         return "torch"
     return "onnx"
 
@@ -133,6 +131,18 @@ def export_onnx(module, example, path: Path, input_names: list[str], output_name
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(module, (example,), str(path), input_names=input_names, output_names=output_names,
                           dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
+
+
+def load_onnx_model(kind: str, weights_sha256: str, export: Callable[[Path], None],
+                    threads: int | None) -> OnnxModel | None:
+    """The cached export of `kind` in an ONNX Runtime session, or None (and a one-line warning) when it
+    cannot be exported or loaded: the caller then runs torch, whose results agree within the tolerances."""
+    try:
+        return OnnxModel(cached_onnx_file(kind, weights_sha256, export), threads)
+    except Exception as exc:  # exporter and runtime raise many unrelated types; torch is a safe fallback
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("cannot run %s in ONNX Runtime (%s); using torch", kind, first_line)
+        return None
 
 
 class OnnxModel:

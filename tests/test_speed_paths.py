@@ -182,7 +182,19 @@ def test_backend_setting(monkeypatch, caplog) -> None:
     monkeypatch.setattr("fervideo.runtime.onnxruntime_available", lambda: False)
     with caplog.at_level(logging.WARNING, logger="fervideo.runtime"):
         assert resolve_backend("onnx", "cpu") == "torch"
-    assert "onnxruntime is not installed" in caplog.text
+    assert "onnxruntime or onnx is not installed" in caplog.text
+
+
+def test_failed_export_falls_back_to_torch_with_a_warning(monkeypatch, caplog, frames: np.ndarray) -> None:
+    def broken_export(net, path: Path) -> None:
+        raise RuntimeError("exporter crashed\nwith a long traceback")
+
+    monkeypatch.setattr("fervideo.faces.detector.export_detector_onnx", broken_export)
+    with caplog.at_level(logging.WARNING, logger="fervideo.runtime"):
+        detector = RetinaFaceDetector(backend="onnx")
+    assert detector.backend == "torch" and detector.onnx is None
+    assert "cannot run retinaface in ONNX Runtime (exporter crashed); using torch" in caplog.text
+    assert len(detector.detect(frames[:2])) == 2
 
 
 def test_threads_setting(monkeypatch) -> None:

@@ -14,7 +14,7 @@ from fervideo.emotion.checkpoint import build_model, load_weights, read_state_di
 from fervideo.emotion.config import MINI_XCEPTION, ModelConfig
 from fervideo.emotion.preprocess import check_crops, to_model_input
 from fervideo.labels import CANONICAL_LABELS
-from fervideo.runtime import OnnxModel, cached_onnx_file, export_onnx, resolve_backend
+from fervideo.runtime import OnnxModel, export_onnx, load_onnx_model, resolve_backend
 from fervideo.utils import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ class EmotionClassifier:
         self._onnx: OnnxModel | None = None
         if self.backend == "onnx":
             kind = f"{config.architecture}-{config.in_channels}x{config.input_size}-{len(config.labels)}"
-            path = cached_onnx_file(kind, weights_sha256, lambda out: export_classifier_onnx(model, config, out))
-            self._onnx = OnnxModel(path, threads)
+            self._onnx = load_onnx_model(kind, weights_sha256, lambda out: export_classifier_onnx(model, config, out),
+                                         threads)
+            self.backend = "onnx" if self._onnx is not None else "torch"
 
     @classmethod
     def from_file(

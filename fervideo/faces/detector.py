@@ -23,7 +23,7 @@ from fervideo.errors import ModelError
 from fervideo.faces.nms import nms
 from fervideo.faces.retinaface_net import VARIANCES, RetinaFace, prior_boxes
 from fervideo.faces.types import Detections
-from fervideo.runtime import Backend, OnnxModel, cached_onnx_file, export_onnx, resolve_backend
+from fervideo.runtime import Backend, OnnxModel, export_onnx, load_onnx_model, resolve_backend
 from fervideo.utils import sha256_file
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "retinaface_mobilenet0.25.pth"
@@ -140,12 +140,14 @@ class RetinaFaceDetector:
         self.onnx: OnnxModel | None = None
         self.module: RetinaFaceOnFrames | None = None
         if self.backend == "onnx":
-            path = cached_onnx_file("retinaface", self.weights_sha256, lambda out: export_detector_onnx(net, out))
-            self.onnx = OnnxModel(path, threads)
-        else:
+            self.onnx = load_onnx_model("retinaface", self.weights_sha256,
+                                        lambda out: export_detector_onnx(net, out), threads)
+            self.backend = "onnx" if self.onnx is not None else "torch"
+        if self.onnx is None:
             self.module = RetinaFaceOnFrames(net).to(self.device).eval()
             if self.device.type == "cpu":
-                # Measured +18-46 % on the torch CPU path (oneDNN's NHWC depthwise kernels); same numbers.
+                # The prototype measured +18-46 % for NHWC on the torch CPU path; here the uint8 NHWC
+                # input permuted is channels_last already. Numerically the same (tests/test_speed_paths.py).
                 self.module = self.module.to(memory_format=torch.channels_last)
 
     @property
