@@ -54,6 +54,7 @@ from fervideo.store import (
     open_database,
 )
 from fervideo.store.leases import Heartbeat, lease_expired, lease_values
+from fervideo.store.queries import ensure_subject
 from fervideo.utils import sha256_file
 from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, VideoStream
 
@@ -336,6 +337,7 @@ class SessionProcessor:
                 warnings = db.get(VideoSession, existing).warnings or []  # e.g. decode_incomplete, said again
             return ProcessResult(existing, table, skipped=True, warnings=warnings)
 
+        ensure_subject(self.db, subject)  # before the session's transaction: safe when workers race
         session_id = self._start_session(path, video_sha256, subject, recorded_at, stream)
         if on_session:
             on_session(session_id)

@@ -13,6 +13,7 @@ if config.config_file_name is not None and "engine" not in config.attributes:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+MIGRATION_LOCK_ID = 0x66657276  # "ferv": any constant every fervideo process agrees on
 
 
 def run_migrations_online() -> None:
@@ -26,6 +27,10 @@ def run_migrations_online() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Machines of a study starting together must not migrate one database twice: the second
+                # waits here, then finds it at head (PostgreSQL's DDL is transactional, the lock too).
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
             context.run_migrations()
         connection.commit()
 

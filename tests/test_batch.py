@@ -177,15 +177,12 @@ def test_an_expired_heartbeat_is_taken_over(tmp_path, db_url, monkeypatch):
 
 def test_sigterm_marks_the_session_interrupted_and_exits_143(tmp_path, db_url):
     video = pattern_video(tmp_path / "long.mp4", n_frames=600, width=96, height=64)
+    open_database(db_url)  # created here first: two processes must not both migrate a new database at once
     command = [sys.executable, "-m", "fervideo.cli", "process", str(video), "-s", "S1", "--fps", "0",
                "--model", BASELINE, "--db", db_url, "--threads", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:  # wait until the session exists and has frames
-        if Path(db_url.removeprefix("sqlite:///")).exists():
-            counts = frame_counts(db_url) if sessions_in(db_url) else {}
-            if counts:
-                break
+    while time.monotonic() < deadline and not frame_counts(db_url):  # until the session has frames
         time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=180)
@@ -212,3 +209,36 @@ def test_ray_actors_process_the_batch_and_skip_what_is_done(local_ray, tmp_path,
     assert frame_counts(db_url) == {o.session_id: o.sampled_frames for o in result.outcomes}
     again = run_batch(items, settings(db_url), workers=1, use_ray=True)
     assert [o.status for o in again.outcomes] == ["skipped", "skipped"]
+
+
+def test_workers_of_a_killed_runner_stop_and_mark_their_session_interrupted(tmp_path, db_url):
+    video = pattern_video(tmp_path / "long.mp4", n_frames=600, width=96, height=64)
+    open_database(db_url)  # created here first: two processes must not both migrate a new database at once
+    command = [sys.executable, "-m", "fervideo.cli", "process", str(video), "-s", "S1", "--fps", "0",
+               "--model", BASELINE, "--db", db_url, "--threads", "1"]
+    runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not frame_counts(db_url):
+        time.sleep(0.5)
+    runner.kill()  # SIGKILL to the runner alone: its worker is told by the kernel (PR_SET_PDEATHSIG)
+    runner.wait()
+    while time.monotonic() < deadline and sessions_in(db_url)[0].status == SessionStatus.RUNNING:
+        time.sleep(0.5)
+    (session,) = sessions_in(db_url)
+    assert session.status == SessionStatus.INTERRUPTED and frame_counts(db_url) == {}
+
+
+def test_workers_creating_the_same_subject_at_once_both_succeed(db_url, monkeypatch):
+    """Seen with two Ray actors starting one subject's videos together: UNIQUE constraint failed."""
+    import fervideo.store.queries as queries
+    from fervideo.store import Subject
+
+    factory = open_database(db_url)
+    with factory.begin() as db:
+        db.add(Subject(code="S1"))  # the other worker's insert, between our look and ours
+    looks = iter([False])
+    real_exists = queries._subject_exists
+    monkeypatch.setattr(queries, "_subject_exists", lambda f, c: next(looks, None) or real_exists(f, c))
+    queries.ensure_subject(factory, "S1")
+    with factory() as db:
+        assert db.scalar(select(func.count()).select_from(Subject)) == 1

@@ -79,3 +79,4 @@ def test_a_url_without_driver_uses_psycopg(postgres_server):
     engine = make_engine(url)
     assert engine.dialect.driver == "psycopg"
     engine.dispose()
+

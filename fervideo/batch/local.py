@@ -47,6 +47,19 @@ def _die_with_parent() -> None:
         pass
 
 
+def _sender(conn: Connection):
+    """conn.send that ignores a runner gone away: the parent-death SIGTERM then stops the worker cleanly
+    at the next chunk boundary, instead of a broken pipe failing the session."""
+
+    def send(message: tuple) -> None:
+        try:
+            conn.send(message)
+        except OSError:
+            pass
+
+    return send
+
+
 def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     """A worker's life: load the networks once, then process the videos the runner sends until None."""
     _die_with_parent()
@@ -55,12 +68,13 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     from fervideo.batch.work import run_item
     from fervideo.interrupts import ProcessingInterrupted
 
+    send = _sender(conn)
     try:
         processor = build_processor(settings)
     except FervideoError as error:
-        conn.send(("startup_failed", type(error).__name__, one_line(error), error.exit_code))
+        send(("startup_failed", type(error).__name__, one_line(error), error.exit_code))
         return
-    conn.send(("ready", describe_model(processor)))
+    send(("ready", describe_model(processor)))
     while True:
         try:
             message = conn.recv()
@@ -73,14 +87,14 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
         try:
             outcome = run_item(
                 processor, index, item, force=settings.force,
-                progress=lambda done, planned, i=index: conn.send(("progress", i, done, planned)),
-                on_session=lambda session_id, i=index: conn.send(("session", i, session_id)),
+                progress=lambda done, planned, i=index: send(("progress", i, done, planned)),
+                on_session=lambda session_id, i=index: send(("session", i, session_id)),
             )
         except ProcessingInterrupted as stop:
-            conn.send(("outcome", ItemOutcome(index, INTERRUPTED, reason=str(stop), exit_code=stop.exit_code)))
+            send(("outcome", ItemOutcome(index, INTERRUPTED, reason=str(stop), exit_code=stop.exit_code)))
             sys.exit(stop.exit_code)
         _WorkerState.busy = False
-        conn.send(("outcome", outcome))
+        send(("outcome", outcome))
 
 
 # ------------------------------------------------------------------------------------------ the parent

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from fervideo.store.models import FRAME_QUALITY_COLUMNS, FRAME_TABLE_COLUMNS, Frame, Subject, VideoSession
 
@@ -16,6 +17,27 @@ def get_or_create_subject(db: Session, code: str) -> Subject:
         db.add(subject)
         db.flush()
     return subject
+
+
+def _subject_exists(factory: sessionmaker, code: str) -> bool:
+    with factory() as db:
+        return db.scalar(select(Subject.id).where(Subject.code == code)) is not None
+
+
+def ensure_subject(factory: sessionmaker, code: str) -> None:
+    """Create the subject in its own transaction if it is missing. Workers starting a subject's first
+    videos at the same moment both look, both insert, and one hits the unique code: that one finds the
+    other's row on its second look (a savepoint would do it in one transaction, but pysqlite's are unreliable)."""
+    for attempt in range(3):
+        if _subject_exists(factory, code):
+            return
+        try:
+            with factory.begin() as db:
+                db.add(Subject(code=code))
+            return
+        except IntegrityError:
+            if attempt == 2:
+                raise
 
 
 def frame_table(db: Session, session_id: int, with_quality: bool = False) -> pd.DataFrame:
