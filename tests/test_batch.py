@@ -242,3 +242,4 @@ def test_workers_creating_the_same_subject_at_once_both_succeed(db_url, monkeypa
     queries.ensure_subject(factory, "S1")
     with factory() as db:
         assert db.scalar(select(func.count()).select_from(Subject)) == 1
+

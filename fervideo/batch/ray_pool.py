@@ -53,6 +53,11 @@ class RayRunner:
         self.video_timeout_s, self.retries, self.address = video_timeout_s, retries, address
         self.observer = observer or BatchObserver()
         self.result = BatchResult(items, [None] * len(items))
+        from fervideo.store.leases import lease_timeout_s
+
+        self.busy_wait_s = lease_timeout_s() + 30  # as the local runner: until the other lease could expire
+        self.busy_since: dict[int, float] = {}
+        self.not_before: dict[int, float] = {}
 
     def _actor_class(self, ray):
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -90,13 +95,17 @@ class RayRunner:
     def _loop(self, ray, slots: list[_Slot], actor_class) -> None:
         pending = list(range(len(self.items)))
         while pending or any(slot.ref is not None for slot in slots):
+            if not any(slot.ref is not None for slot in slots):
+                time.sleep(0.2)  # only videos waiting on another process's lease are left
             for slot in slots:
-                if slot.ref is None and pending:
-                    slot.index = pending.pop(0)
+                ready = [i for i in pending if self.not_before.get(i, 0) <= time.monotonic()]
+                if slot.ref is None and ready:
+                    slot.index = ready[0]
+                    pending.remove(slot.index)
                     slot.ref, slot.started = slot.actor.run.remote(slot.index, self.items[slot.index]), time.monotonic()
                     self.observer.video_started(slot.index, self.items[slot.index])
             refs = {slot.ref: slot for slot in slots if slot.ref is not None}
-            finished, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)
+            finished = ray.wait(list(refs), num_returns=1, timeout=0.5)[0] if refs else []
             for ref in finished:
                 slot = refs[ref]
                 try:
@@ -105,7 +114,13 @@ class RayRunner:
                     outcome = ItemOutcome(slot.index, FAILED, reason=f"Ray worker lost: {type(error).__name__}",
                                           exit_code=1)
                 if outcome.status == "busy":
-                    outcome.status = SKIPPED  # live in another process, which will finish it
+                    first = self.busy_since.setdefault(outcome.index, time.monotonic())
+                    if time.monotonic() - first < self.busy_wait_s:  # try again later
+                        self.not_before[outcome.index] = time.monotonic() + min(10.0, self.busy_wait_s / 4)
+                        pending.append(outcome.index)
+                        slot.ref, slot.index = None, None
+                        continue
+                    outcome.status = SKIPPED  # still live in another process, which will finish it
                 self._finish(slot, outcome)
             now = time.monotonic()
             for position, slot in enumerate(slots):
