@@ -165,12 +165,12 @@ def process(
     batch_size: Annotated[int, typer.Option(callback=positive_int, help="Faces per classifier batch.")] = 64,
     landmarks: Annotated[str, typer.Option(callback=one_of("retinaface", "fan"), help="retinaface (5 points) or fan (68 points; needs cached 2DFAN4 weights).")] = "retinaface",
     force: Annotated[bool, typer.Option("--force", help="Reprocess even if this file was processed with the same settings.")] = False,
-    workers: Annotated[int | None, typer.Option(callback=positive_int, help="Worker processes, each loading the networks once [default: fits the machine: 1 on a GPU; on CPU one per 4 cores].")] = None,
+    workers: Annotated[int | None, typer.Option(callback=positive_int, help="Worker processes, each loading the networks once (default: fits the machine: 1 on a GPU; on CPU one per 4 cores).")] = None,
     video_timeout: Annotated[float, typer.Option(callback=finite_non_negative, metavar="SECONDS", help="Give up on a video after this long (a hanging decoder cannot stall the batch); 0 = no limit.")] = 6 * 3600.0,
     ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors: a local Ray cluster, or the one at --ray-address / $RAY_ADDRESS.")] = False,
     ray_address: Annotated[str | None, typer.Option(metavar="ADDRESS", help="Ray cluster to join (e.g. ray://head:10001 or auto); implies --ray.")] = None,
-    backend: Annotated[str | None, typer.Option(help="Inference backend: auto (ONNX Runtime on the CPU where installed), torch or onnx [env: FERVIDEO_BACKEND]. See docs/speed.md.")] = None,
-    threads: Annotated[int | None, typer.Option(callback=positive_int, help="CPU threads per worker for the networks; default: cores / workers [env: FERVIDEO_THREADS]. See docs/speed.md.")] = None,
+    backend: Annotated[str | None, typer.Option(help="Inference backend: auto (ONNX Runtime on the CPU where installed), torch or onnx (env: FERVIDEO_BACKEND). See docs/speed.md.")] = None,
+    threads: Annotated[int | None, typer.Option(callback=positive_int, help="CPU threads per worker for the networks; default: cores / workers (env: FERVIDEO_THREADS). See docs/speed.md.")] = None,
     db: DbOption = None,
 ) -> None:
     """Process session recordings into stored per-frame emotion timelines.
