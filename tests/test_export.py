@@ -83,13 +83,14 @@ def _session(subject: Subject, index: int, status: str = SessionStatus.DONE) -> 
 
 
 @pytest.fixture
-def seeded(tmp_path):
-    return seed_database(tmp_path)
+def seeded(tmp_path, any_db_url):
+    """The seed on SQLite and on PostgreSQL: every export test on it runs on both."""
+    return seed_database(tmp_path, any_db_url)
 
 
-def seed_database(folder) -> tuple:
+def seed_database(folder, url: str | None = None) -> tuple:
     """Two subjects (one with a hostile code), three done sessions and one still running."""
-    factory = open_database(f"sqlite:///{folder / 'db.sqlite'}")
+    factory = open_database(url or f"sqlite:///{folder / 'db.sqlite'}")
     rng = np.random.default_rng(7)
     with factory() as db:
         alice, hostile = Subject(code="S001"), Subject(code="../../evil/../x")

@@ -36,6 +36,12 @@ DAIC_TEST = "Participant_ID,PHQ_Binary,PHQ_Score,Gender\n300,0,2,1\n301,1,12,1\n
 
 
 @pytest.fixture
+def db_url(any_db_url):
+    """Every test of this module runs on SQLite and on PostgreSQL."""
+    return any_db_url
+
+
+@pytest.fixture
 def factory(db_url):
     return open_database(db_url)
 

@@ -33,6 +33,12 @@ NINE_ITEMS = {"interest": 1, "depressed": 1, "sleep": 1, "tired": 1, "appetite":
 
 
 @pytest.fixture
+def db_url(any_db_url):
+    """Every test of this module runs on SQLite and on PostgreSQL."""
+    return any_db_url
+
+
+@pytest.fixture
 def factory(db_url):
     return open_database(db_url)
 
