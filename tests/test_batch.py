@@ -243,3 +243,47 @@ def test_workers_creating_the_same_subject_at_once_both_succeed(db_url, monkeypa
     with factory() as db:
         assert db.scalar(select(func.count()).select_from(Subject)) == 1
 
+
+
+# ------------------------------------------------------------------------------------- --ray [ADDRESS]
+@pytest.mark.parametrize(("ray_args", "use_ray", "address"), [
+    (["--ray"], True, None),
+    (["--ray=ray://head:10001"], True, "ray://head:10001"),
+    (["--ray", "auto"], True, "auto"),
+    (["--ray", "10.0.0.5:6379"], True, "10.0.0.5:6379"),
+    (["--ray-address", "auto"], True, "auto"),  # the older spelling still works
+    ([], False, None),
+])
+def test_ray_takes_an_optional_address(capsys, tmp_path, db_url, monkeypatch, ray_args, use_ray, address):
+    import fervideo.batch
+    from fervideo.batch.runner import BatchResult
+
+    videos = make_videos(tmp_path, 2)
+    calls = []
+
+    def fake_run_batch(items, settings, **options):
+        calls.append(options)
+        return BatchResult(items, [None] * len(items))
+
+    monkeypatch.setattr(fervideo.batch, "run_batch", fake_run_batch)
+    run_cli(capsys, "process", *map(str, videos), *ray_args, "-s", "S1", "--db", db_url)
+    (options,) = calls
+    assert options["use_ray"] is use_ray and options["ray_address"] == address
+
+
+def test_a_word_after_ray_that_is_a_file_stays_a_video(capsys, tmp_path, db_url, monkeypatch):
+    """`--ray VIDEO`: a file named like an address (host:1) is a video, not a cluster; `--ray=` is an error."""
+    import fervideo.batch
+    from fervideo.batch.runner import BatchResult
+
+    monkeypatch.chdir(tmp_path)
+    video = pattern_video(tmp_path / "named.mp4", n_frames=8, width=96, height=64).rename(tmp_path / "host:1")
+    other = make_videos(tmp_path, 1)[0]
+    calls = []
+    monkeypatch.setattr(fervideo.batch, "run_batch", lambda items, settings, **options: calls.append(
+        (items, options)) or BatchResult(items, [None] * len(items)))
+    run_cli(capsys, "process", "--ray", video.name, str(other), "-s", "S1", "--db", db_url)
+    ((items, options),) = calls
+    assert options["ray_address"] is None and [i.path.name for i in items] == ["host:1", "v0.mp4"]
+    code, _, err = run_cli(capsys, "process", "--ray=", str(other), "-s", "S1", "--db", db_url)
+    assert code == 2 and "--ray= needs an address" in err and len(calls) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperCommand
 
 from fervideo.cli.app import CountColumn, DbOption, app, console, err_console
 from fervideo.cli.arguments import (
@@ -25,6 +27,8 @@ from fervideo.cli.arguments import recorded_at as parse_recorded_at
 from fervideo.labels import CANONICAL_LABELS
 
 MAX_PROBLEMS_SHOWN = 50  # a 100k-row bad manifest must not print 100k lines
+# After a bare `--ray`, a word that can only be a Ray address (not a video): auto, local, ray://..., HOST:PORT.
+RAY_ADDRESS_WORD = re.compile(r"(auto|local|ray://\S+|[A-Za-z0-9_.-]+:\d+)")
 STATUS_STYLE = {"done": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow", "not run": "yellow"}
 
 
@@ -148,7 +152,33 @@ def _plan(videos: list[str] | None, manifest: Path | None, subject: str | None, 
     return items
 
 
-@app.command()
+def ray_address_in_args(args: list[str]) -> list[str]:
+    """`--ray [ADDRESS]`: Typer 0.29's parser has no option with an optional value, so `--ray=ADDRESS`,
+    or `--ray` followed by a word that can only be an address and is no existing file, becomes
+    `--ray --ray-address ADDRESS`. Any other word after `--ray` stays a video, as before."""
+    rewritten, position = [], 0
+    while position < len(args):
+        arg = args[position]
+        if arg == "--":  # everything after it is a video
+            return rewritten + args[position:]
+        if arg.startswith("--ray="):
+            rewritten += ["--ray", "--ray-address", arg.removeprefix("--ray=")]
+        elif (arg == "--ray" and position + 1 < len(args) and RAY_ADDRESS_WORD.fullmatch(args[position + 1])
+              and not Path(args[position + 1]).exists()):
+            rewritten += ["--ray", "--ray-address", args[position + 1]]
+            position += 1
+        else:
+            rewritten.append(arg)
+        position += 1
+    return rewritten
+
+
+class ProcessCommand(TyperCommand):
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, ray_address_in_args(args))
+
+
+@app.command(cls=ProcessCommand)
 def process(
     videos: Annotated[list[str] | None, typer.Argument(help="Video files, folders (searched recursively) or glob patterns.", show_default=False)] = None,
     subject: Annotated[str | None, typer.Option("--subject", "-s", callback=validated_subject,
@@ -167,8 +197,8 @@ def process(
     force: Annotated[bool, typer.Option("--force", help="Reprocess even if this file was processed with the same settings.")] = False,
     workers: Annotated[int | None, typer.Option(callback=positive_int, help="Worker processes, each loading the networks once (default: fits the machine: 1 on a GPU; on CPU one per 4 cores).")] = None,
     video_timeout: Annotated[float, typer.Option(callback=finite_non_negative, metavar="SECONDS", help="Give up on a video after this long (a hanging decoder cannot stall the batch); 0 = no limit.")] = 6 * 3600.0,
-    ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors: a local Ray cluster, or the one at --ray-address / $RAY_ADDRESS.")] = False,
-    ray_address: Annotated[str | None, typer.Option(metavar="ADDRESS", help="Ray cluster to join (e.g. ray://head:10001 or auto); implies --ray.")] = None,
+    ray: Annotated[bool, typer.Option("--ray", metavar="(ADDRESS)", help="Run the workers as Ray actors. --ray alone: the cluster at $RAY_ADDRESS, else a local one; --ray=ADDRESS (or --ray auto, --ray ray://head:10001, --ray HOST:PORT) joins that cluster.")] = False,
+    ray_address: Annotated[str | None, typer.Option(hidden=True, help="Alias of --ray=ADDRESS, kept for older scripts.")] = None,
     backend: Annotated[str | None, typer.Option(help="Inference backend: auto (ONNX Runtime on the CPU where installed), torch or onnx (env: FERVIDEO_BACKEND). See docs/speed.md.")] = None,
     threads: Annotated[int | None, typer.Option(callback=positive_int, help="CPU threads per worker for the networks; default: cores / workers (env: FERVIDEO_THREADS). See docs/speed.md.")] = None,
     db: DbOption = None,
@@ -180,8 +210,11 @@ def process(
     Exit status: 0 when every video is done or skipped, 1 when any failed (the others are kept),
     130/143 when stopped by SIGINT/SIGTERM (the sessions in flight are marked interrupted).
     """
+    from fervideo.errors import InvalidArgumentError
     from fervideo.store import open_database
 
+    if ray_address is not None and not ray_address.strip():
+        raise InvalidArgumentError("--ray= needs an address after the '=' (e.g. --ray=auto); or give --ray alone")
     # A database that cannot be opened or written (not one, read-only, behind) fails now, before torch
     # and the networks load; this also creates a new one once, before the workers race to.
     open_database(db).kw["bind"].dispose()
