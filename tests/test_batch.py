@@ -287,3 +287,42 @@ def test_a_word_after_ray_that_is_a_file_stays_a_video(capsys, tmp_path, db_url,
     assert options["ray_address"] is None and [i.path.name for i in items] == ["host:1", "v0.mp4"]
     code, _, err = run_cli(capsys, "process", "--ray=", str(other), "-s", "S1", "--db", db_url)
     assert code == 2 and "--ray= needs an address" in err and len(calls) == 1
+
+
+# ------------------------------------------------------------------------------- stopping a Ray batch
+def test_sessions_held_by_stopped_actors_are_marked_interrupted(tmp_path, any_db_url):
+    from fervideo.batch.ray_pool import interrupt_sessions_held_by
+    from fervideo.store.leases import this_host
+
+    first, second = make_videos(tmp_path, 2)
+    mine = _stale_session(any_db_url, first, 4242)  # the lease names a killed actor (host, 4242)
+    theirs = _stale_session(any_db_url, second, 4343)  # another runner's actor: not ours to touch
+    holders = [(this_host(), 4242), ("elsewhere", 4343)]
+    marked = interrupt_sessions_held_by(any_db_url, holders, "interrupted by signal 2")
+    assert marked == [mine]
+    by_id = {s.id: s for s in sessions_in(any_db_url)}
+    assert by_id[mine].status == SessionStatus.INTERRUPTED and by_id[mine].error == "interrupted by signal 2"
+    assert by_id[theirs].status == SessionStatus.RUNNING
+    assert frame_counts(any_db_url) == {theirs: 1}  # the interrupted one's partial frames are dropped
+    assert interrupt_sessions_held_by(any_db_url, [(this_host(), 4242)], "again") == []  # no longer running
+
+
+def test_sigterm_during_a_ray_batch_marks_the_sessions_in_flight_at_once(local_ray, tmp_path, db_url):
+    import threading
+
+    video = pattern_video(tmp_path / "long.mp4", n_frames=600, width=96, height=64)
+    items = plan_from_paths([video], "S1")
+
+    def terminate_once_frames_arrive() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (os.path.exists(db_url.removeprefix("sqlite:///"))
+                                                   and frame_counts(db_url)):
+            time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler: no more dispatch, stop the actors
+
+    threading.Thread(target=terminate_once_frames_arrive, daemon=True).start()
+    result = run_batch(items, settings(db_url, chunk_size=16), workers=1, use_ray=True)
+    assert result.stop_signal == signal.SIGTERM and result.exit_code == 143
+    assert result.outcomes[0].status == "interrupted"
+    (session,) = sessions_in(db_url)  # in the database itself, not only as the expired lease shows it
+    assert session.status == SessionStatus.INTERRUPTED and frame_counts(db_url) == {}

@@ -11,9 +11,11 @@ import time
 from dataclasses import dataclass
 
 from fervideo.batch.plan import WorkItem
-from fervideo.batch.runner import BatchObserver, BatchResult, worker_startup_error
-from fervideo.batch.work import FAILED, SKIPPED, ItemOutcome, WorkerSettings
+from fervideo.batch.runner import BatchObserver, BatchResult, _StopSignals, worker_startup_error
+from fervideo.batch.work import FAILED, INTERRUPTED, SKIPPED, ItemOutcome, WorkerSettings
 from fervideo.errors import FervideoError
+
+KILLED_ACTOR_WAIT_S = 30.0  # how long a stop waits for killed actors' tasks to end before marking their sessions
 
 
 class VideoWorker:
@@ -32,6 +34,14 @@ class VideoWorker:
     def ready(self) -> dict | tuple:
         return self.startup_error or self.model
 
+    def lease_holder(self) -> tuple[str, int]:
+        """The (host, pid) this actor writes into the leases of the sessions it runs."""
+        import os
+
+        from fervideo.store.leases import this_host
+
+        return this_host(), os.getpid()
+
     def run(self, index: int, item: WorkItem) -> ItemOutcome:
         from fervideo.batch.work import run_item
 
@@ -44,6 +54,29 @@ class _Slot:
     ref: object = None
     index: int | None = None
     started: float = 0.0
+    holder_ref: object = None  # the actor's (host, pid) in its sessions' leases, asked before any run
+
+
+def _new_slot(actor_class, settings: WorkerSettings) -> _Slot:
+    actor = actor_class.remote(settings)
+    return _Slot(actor, holder_ref=actor.lease_holder.remote())  # queued first: answered before any video
+
+
+def interrupt_sessions_held_by(db_url: str | None, holders: list[tuple[str, int]], reason: str) -> list[int]:
+    """Mark `interrupted` (partial frames dropped) every session still `running` whose lease names one of
+    `holders`: the actors a stopped runner killed, so their sessions show as interrupted at once rather
+    than when their leases expire. Returns the ids marked."""
+    if not holders:
+        return []
+    from sqlalchemy import and_, or_, select
+
+    from fervideo.store import SessionStatus, VideoSession, open_database
+    from fervideo.store.queries import abandon_session
+
+    held = or_(*(and_(VideoSession.lease_host == host, VideoSession.lease_pid == pid) for host, pid in holders))
+    with open_database(db_url).begin() as db:
+        ids = list(db.scalars(select(VideoSession.id).where(VideoSession.status == SessionStatus.RUNNING, held)))
+        return [i for i in ids if abandon_session(db, i, SessionStatus.INTERRUPTED, reason)]
 
 
 class RayRunner:
@@ -76,25 +109,53 @@ class RayRunner:
         if started_here:
             # No address: RAY_ADDRESS if set, else a local cluster on this machine's cores.
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
-        try:
-            actor_class = self._actor_class(ray)
-            slots = [_Slot(actor_class.remote(self.settings)) for _ in range(self.workers)]
-            for slot in slots:
-                ready = ray.get(slot.actor.ready.remote())
-                if isinstance(ready, tuple):
-                    raise worker_startup_error(*ready)
-                if not self.result.model:
-                    self.result.model = ready
-                    self.observer.model_ready(ready)
-            self._loop(ray, slots, actor_class)
-        finally:
-            if started_here:
-                ray.shutdown()
+        slots: list[_Slot] = []
+        # Installed after ray.init, which may set handlers of its own; a signal only sets stop.signal.
+        with _StopSignals(lambda _number: None) as stop:
+            try:
+                actor_class = self._actor_class(ray)
+                slots += [_new_slot(actor_class, self.settings) for _ in range(self.workers)]
+                for slot in slots:
+                    ready = ray.get(slot.actor.ready.remote())
+                    if isinstance(ready, tuple):
+                        raise worker_startup_error(*ready)
+                    if not self.result.model:
+                        self.result.model = ready
+                        self.observer.model_ready(ready)
+                self._loop(ray, slots, actor_class, stop)
+                if stop.signal is not None:
+                    self._stop(ray, slots, stop.signal)
+            finally:
+                if started_here:
+                    ray.shutdown()
+            self.result.stop_signal = stop.signal
         return self.result
 
-    def _loop(self, ray, slots: list[_Slot], actor_class) -> None:
+    def _stop(self, ray, slots: list[_Slot], signal_number: int) -> None:
+        """SIGINT/SIGTERM: kill the actors (a chunk's transaction cut short rolls back), then mark the
+        sessions their leases name interrupted at once, as a stopped local worker marks its own."""
+        asked = [slot.holder_ref for slot in slots]
+        answered = ray.wait(asked, num_returns=len(asked), timeout=1.0)[0] if asked else []
+        holders = []
+        for ref in answered:  # a busy actor answered before its video started
+            try:
+                holders.append(tuple(ray.get(ref)))
+            except ray.exceptions.RayError:  # an actor that died while loading holds nothing
+                pass
+        for slot in slots:
+            ray.kill(slot.actor, no_restart=True)
+        in_flight = [slot.ref for slot in slots if slot.ref is not None]
+        if in_flight:  # the killed tasks end with an error once their processes are gone
+            ray.wait(in_flight, num_returns=len(in_flight), timeout=KILLED_ACTOR_WAIT_S)
+        reason = f"interrupted by signal {signal_number}"
+        interrupt_sessions_held_by(self.settings.db_url, holders, reason)
+        for slot in slots:
+            if slot.index is not None:
+                self._finish(slot, ItemOutcome(slot.index, INTERRUPTED, reason=reason, exit_code=128 + signal_number))
+
+    def _loop(self, ray, slots: list[_Slot], actor_class, stop: _StopSignals) -> None:
         pending = list(range(len(self.items)))
-        while pending or any(slot.ref is not None for slot in slots):
+        while (pending or any(slot.ref is not None for slot in slots)) and stop.signal is None:
             if not any(slot.ref is not None for slot in slots):
                 time.sleep(0.2)  # only videos waiting on another process's lease are left
             for slot in slots:
@@ -128,7 +189,7 @@ class RayRunner:
                     ray.kill(slot.actor, no_restart=True)
                     reason = f"timed out after {self.video_timeout_s:g} s (--video-timeout)"
                     self._finish(slot, ItemOutcome(slot.index, FAILED, reason=reason, exit_code=1))
-                    slots[position] = _Slot(actor_class.remote(self.settings))
+                    slots[position] = _new_slot(actor_class, self.settings)
 
     def _finish(self, slot: _Slot, outcome: ItemOutcome) -> None:
         self.result.outcomes[outcome.index] = outcome
