@@ -1,10 +1,11 @@
 """Every database read and the one write (audit rows) of the dashboard.
 
-Reads go through an engine whose SQLite connections are `PRAGMA query_only`, so the dashboard cannot
-change clinical data even by mistake; only `record_audit` uses a second, writable engine. Heavy reads
-are cached with st.cache_data keyed by (db_url, session_id, session.updated_at): a reprocessed
-session has a new updated_at and so never shows stale frames. Small reads (one session's features,
-predictions) are not cached: they cost a millisecond and are then always current.
+Reads go through an engine whose connections refuse writes (SQLite: `PRAGMA query_only`; PostgreSQL:
+`default_transaction_read_only`), so the dashboard cannot change clinical data even by mistake; only
+`record_audit` uses a second, writable engine. Heavy reads are cached with st.cache_data keyed by
+(db_url, session_id, session.updated_at): a reprocessed session has a new updated_at and so never shows
+stale frames. Small reads (one session's features, predictions) are not cached: they cost a millisecond
+and are then always current.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ def _query_only(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _read_only_transactions(dbapi_connection, _record) -> None:
+    """PostgreSQL: every transaction on this connection is READ ONLY (committed, so the setting stays)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION default_transaction_read_only = on")
+    cursor.close()
+    dbapi_connection.commit()
+
+
+READ_ONLY_LISTENERS = {"sqlite": _query_only, "postgresql": _read_only_transactions}
+
+
 def _checked_engine(db_url: str, read_only: bool):
     url = db_url if "://" in db_url else f"sqlite:///{Path(db_url).expanduser()}"
     parsed = make_url(url)
@@ -74,8 +86,11 @@ def _checked_engine(db_url: str, read_only: bool):
     current, head = schema_revisions(engine)
     if current != head:
         raise DatabaseError(f"database schema is at {current}, the dashboard expects {head}; run `fervideo db upgrade`")
-    if read_only and engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _query_only)
+    if read_only:
+        if engine.dialect.name not in READ_ONLY_LISTENERS:
+            raise DatabaseError(f"the dashboard cannot open a {engine.dialect.name} database read-only; "
+                                "use SQLite or PostgreSQL")
+        event.listen(engine, "connect", READ_ONLY_LISTENERS[engine.dialect.name])
         engine.dispose()  # connections opened by the checks above predate the listener
     return engine
 
