@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from apps.dashboard import data
 from fervideo.dashboard_auth import USERS_ENV
-from fervideo.store import Frame, open_database
+from fervideo.store import AuditEvent, Frame, open_database
 
 server_address = SERVER_ADDRESS
 
@@ -29,7 +29,7 @@ def seeded_any(any_db_url, tmp_path, monkeypatch, server_address) -> tuple[str, 
 
 
 def test_sessions_and_session_pages_show_the_seeded_study(seeded_any):
-    _, ids = seeded_any
+    db_url, ids = seeded_any
     at = run_page()
     assert at.title[0].value == "Sessions"
     assert metrics(at) == {"Subjects": "3", "Sessions": "5", "Flagged sessions": "2"}
@@ -40,6 +40,11 @@ def test_sessions_and_session_pages_show_the_seeded_study(seeded_any):
     assert at.title[0].value == f"Session {ids['session0']}"
     shown = metrics(at)
     assert shown["PHQ-8 estimate"] == "14.2" and shown["Frames with a face"] == "550"  # 10 s of 120 s: no face
+    payload = data.audited_download(db_url, ids["session0"], ids["S-001"], "frames_csv", "local")
+    assert payload.count(b"\n") == 601  # header + 600 frames
+    with open_database(db_url)() as db:  # the audit rows went through the writable engine
+        actions = list(db.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+    assert actions == ["view_overview", "view_overview", "view_session", "download_frames_csv"]  # two AppTests
 
 
 def test_the_dashboards_reads_cannot_write(seeded_any):
