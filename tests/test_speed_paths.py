@@ -136,6 +136,33 @@ def test_onnx_baseline_classifier_agrees_with_torch(frames: np.ndarray) -> None:
     assert accelerated.predict(crops[:0]).shape == (0, 7)
 
 
+def test_numpy_preprocessing_equals_the_torch_preprocessing(frames: np.ndarray) -> None:
+    """The ONNX path preprocesses in numpy (no torch at start-up); same input to float32 rounding."""
+    from dataclasses import replace
+
+    from fervideo.emotion.config import MINI_XCEPTION, SEED_VIT_CONFIG
+    from fervideo.emotion.preprocess import to_model_input
+    from fervideo.emotion.preprocess_numpy import to_model_input_numpy
+
+    crops = FaceAnalyzer(backend="torch").analyze(frames).crops
+    gray = replace(SEED_VIT_CONFIG, architecture=MINI_XCEPTION, grayscale=True, input_size=64,
+                   mean=(0.0,), std=(1.0,))
+    for config in (gray, SEED_VIT_CONFIG, replace(gray, input_size=48), replace(SEED_VIT_CONFIG, input_size=300)):
+        expected = to_model_input(crops, config, torch.device("cpu")).numpy()
+        got = to_model_input_numpy(crops, config)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_onnx_baseline_builds_no_torch_network_when_the_export_is_cached(monkeypatch) -> None:
+    load_classifier("mini-xception-fer2013", device="cpu", backend="onnx")  # both exported once
+    RetinaFaceDetector(backend="onnx")
+    monkeypatch.setattr("fervideo.emotion.checkpoint.build_model", lambda config: pytest.fail("network built"))
+    monkeypatch.setattr("fervideo.faces.detector_torch.load_retinaface", lambda *a: pytest.fail("network built"))
+    assert load_classifier("mini-xception-fer2013", device="cpu", backend="onnx").backend == "onnx"
+    assert RetinaFaceDetector(backend="onnx").backend == "onnx"
+
+
 def test_vit_stays_in_torch_whatever_the_backend(tmp_path: Path) -> None:
     from fervideo.emotion import ViTTinyFER
 
@@ -227,6 +254,23 @@ def test_process_with_the_baseline_never_imports_heavy_modules(real_clip: Path, 
     completed = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
     outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert outcome == {"code": 0, "loaded": []}
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_process_with_a_warm_onnx_cache_never_imports_torch(real_clip: Path, db_url: str, device: str) -> None:
+    """Both ONNX exports cached (named by the weights' sha256): torch is needed only to export them."""
+    RetinaFaceDetector(backend="onnx")
+    load_classifier("mini-xception-fer2013", device="cpu", backend="onnx")
+    assert len(list((fervideo_home() / "onnx").glob("*.onnx"))) == 2
+    script = IN_PROCESS_CLI.replace(repr(HEAVY_MODULES), repr(("torch", *HEAVY_MODULES)))
+    command = [sys.executable, "-c", script, "process", str(real_clip), "--subject", "S01",
+               "--model", "mini-xception-fer2013", "--device", device, "--backend", "onnx", "--db", db_url]
+    completed = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    if device == "auto" and Path("/proc/driver/nvidia").exists():  # a GPU machine: auto must look for CUDA
+        outcome["loaded"] = [m for m in outcome["loaded"] if m != "torch"]
     assert outcome == {"code": 0, "loaded": []}
 
 

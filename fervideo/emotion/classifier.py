@@ -2,30 +2,33 @@
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from fervideo.emotion.checkpoint import build_model, load_weights, read_state_dict
 from fervideo.emotion.config import MINI_XCEPTION, ModelConfig
-from fervideo.emotion.preprocess import check_crops, to_model_input
+from fervideo.emotion.preprocess import check_crops
+from fervideo.emotion.preprocess_numpy import to_model_input_numpy
 from fervideo.labels import CANONICAL_LABELS
-from fervideo.runtime import OnnxModel, export_onnx, load_onnx_model, resolve_backend
+from fervideo.runtime import OnnxModel, device_of, export_onnx, load_onnx_model, resolve_backend, torch_device
 from fervideo.utils import sha256_file
+
+# torch is imported where a network runs in it (or is exported), never at the top: the baseline in ONNX
+# Runtime from a cached export needs neither torch nor the network's module (docs/speed.md, start-up).
 
 logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _autocast(device: torch.device) -> Iterator[None]:
+def _autocast(device) -> Iterator[None]:
     """bf16 autocast on CUDA (fp16 where the GPU lacks bf16); plain fp32 on CPU, where it buys little."""
     if device.type != "cuda":
         yield
         return
+    import torch
+
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     with torch.autocast("cuda", dtype=dtype):
         yield
@@ -36,8 +39,10 @@ def _autocast(device: torch.device) -> Iterator[None]:
 ONNX_ARCHITECTURES = (MINI_XCEPTION,)
 
 
-def export_classifier_onnx(model: nn.Module, config: ModelConfig, path: Path) -> None:
+def export_classifier_onnx(model, config: ModelConfig, path: Path) -> None:
     """Export the network (logits) for its declared input, with a free batch size."""
+    import torch
+
     example = torch.zeros((1, config.in_channels, config.input_size, config.input_size))
     export_onnx(model.cpu().eval(), example, path, ["input"], ["logits"],
                 {"input": {0: "batch"}, "logits": {0: "batch"}})
@@ -47,56 +52,81 @@ class EmotionClassifier:
     """A loaded classifier. `labels` is always CANONICAL_LABELS: the model's own order is remapped.
 
     backend: auto, torch or onnx (fervideo.runtime); only ONNX_ARCHITECTURES run in ONNX Runtime, from an
-    export cached by the weights' sha256. Preprocessing stays in torch, so both backends see one input.
+    export cached by the weights' sha256; that path preprocesses in numpy (preprocess_numpy, equal to the
+    torch preprocessing to float32 rounding) and builds the torch network only to export it the first time.
+    model: the loaded network, or None with `build` (a function returning it) to build it only if needed.
     """
 
     labels: tuple[str, ...] = CANONICAL_LABELS
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Any,
         config: ModelConfig,
         *,
         name: str,
         weights_sha256: str,
         source: str,
-        device: torch.device,
+        device: Any,
         batch_size: int = 64,
         fallback_reason: str | None = None,
         backend: str | None = None,
         threads: int | None = None,
+        build: Callable[[], Any] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model.eval().to(device)
+        if model is None and build is None:
+            raise ValueError("EmotionClassifier needs a model or a function that builds it")
+        self._model = model
+        self._build = build
         self.config = config
         self.name = name
         self.architecture = config.architecture
         self.weights_sha256 = weights_sha256
         self.source = source
-        self.device = device
+        self.device = device_of(device)
         self.batch_size = batch_size
         # Set when `auto` could not use the preferred model, so the CLI can say so loudly.
         self.fallback_reason = fallback_reason
-        self._canonical_order = torch.tensor(config.canonical_order(), device=device)
-        self.backend = resolve_backend(backend, device.type)
+        self._canonical_order = np.asarray(config.canonical_order())
+        self.backend = resolve_backend(backend, self.device.type)
         if config.architecture not in ONNX_ARCHITECTURES:
             self.backend = "torch"
         self._onnx: OnnxModel | None = None
         if self.backend == "onnx":
             kind = f"{config.architecture}-{config.in_channels}x{config.input_size}-{len(config.labels)}"
-            self._onnx = load_onnx_model(kind, weights_sha256, lambda out: export_classifier_onnx(model, config, out),
-                                         threads)
+            self._onnx = load_onnx_model(kind, weights_sha256,
+                                         lambda out: export_classifier_onnx(self.model, config, out), threads)
             self.backend = "onnx" if self._onnx is not None else "torch"
+        if self._onnx is None:
+            self.device = torch_device(self.device)  # a torch.device from here on
+            self.model  # noqa: B018 -- built now, so a bad checkpoint fails at load time, not mid-video
+
+    @property
+    def model(self):
+        """The torch network, built on first use (on the ONNX path: only to export it)."""
+        if self._model is None:
+            self._model = self._build()
+        if not getattr(self, "_model_placed", False):
+            self._model = self._model.eval().to(str(self.device))
+            self._model_placed = True
+        return self._model
 
     @classmethod
     def from_file(
-        cls, path: Path, config: ModelConfig, *, name: str, source: str, device: torch.device, **kwargs: Any
+        cls, path: Path, config: ModelConfig, *, name: str, source: str, device: Any, **kwargs: Any
     ) -> "EmotionClassifier":
-        model = build_model(config)
-        load_weights(model, read_state_dict(path), path)
+        def build():
+            from fervideo.emotion.checkpoint import build_model, load_weights, read_state_dict
+
+            model = build_model(config)
+            load_weights(model, read_state_dict(path), path)
+            return model
+
         return cls(
-            model, config, name=name, weights_sha256=sha256_file(path), source=source, device=device, **kwargs
+            None, config, name=name, weights_sha256=sha256_file(path), source=source, device=device, build=build,
+            **kwargs,
         )
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
@@ -109,18 +139,29 @@ class EmotionClassifier:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.concatenate(outputs)
 
-    @torch.inference_mode()
     def _predict_batch(self, crops: np.ndarray) -> np.ndarray:
-        model_input = to_model_input(crops, self.config, self.device)
         if self._onnx is not None:
-            logits = torch.from_numpy(self._onnx.run(model_input.numpy())[0])
-        else:
+            logits = self._onnx.run(to_model_input_numpy(crops, self.config))[0].astype(np.float32, copy=False)
+            # As the torch path below: softmax in fp32, keep the canonical seven, renormalise.
+            exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probs = (exp / exp.sum(axis=1, keepdims=True))[:, self._canonical_order]
+            return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
+        return self._predict_batch_torch(crops)
+
+    def _predict_batch_torch(self, crops: np.ndarray) -> np.ndarray:
+        import torch
+
+        from fervideo.emotion.preprocess import to_model_input
+
+        with torch.inference_mode():
+            model_input = to_model_input(crops, self.config, self.device)
             with _autocast(self.device):
                 logits = self.model(model_input)
-        # Softmax in fp32 so low-precision logits still give rows that sum to 1; renormalise after
-        # dropping classes outside the canonical seven (a no-op for 7-class models).
-        probs = torch.softmax(logits.float(), dim=1).index_select(1, self._canonical_order)
-        probs = probs / probs.sum(dim=1, keepdim=True)
+            # Softmax in fp32 so low-precision logits still give rows that sum to 1; renormalise after
+            # dropping classes outside the canonical seven (a no-op for 7-class models).
+            order = torch.from_numpy(self._canonical_order).to(self.device)
+            probs = torch.softmax(logits.float(), dim=1).index_select(1, order)
+            probs = probs / probs.sum(dim=1, keepdim=True)
         return probs.cpu().numpy().astype(np.float32, copy=False)
 
     def provenance(self) -> dict[str, Any]:

@@ -4,14 +4,19 @@ Done in torch rather than numpy so that on a GPU the resize and normalisation ru
 uint8 bytes cross the bus.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from fervideo.emotion.config import ModelConfig
 
+if TYPE_CHECKING:
+    import torch
+
 # ITU-R BT.601 luma, the weights OpenCV's RGB2GRAY uses, which the FER2013 models were trained with.
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
 
 
 def check_crops(crops: np.ndarray) -> None:
@@ -22,13 +27,16 @@ def check_crops(crops: np.ndarray) -> None:
 
 def to_model_input(crops: np.ndarray, config: ModelConfig, device: torch.device) -> torch.Tensor:
     """uint8 [N, H, W, 3] RGB -> float32 [N, C, S, S] normalised as the model was trained."""
+    import torch  # here, not at the top: check_crops and LUMA serve the torch-free ONNX path too
+    import torch.nn.functional as F
+
     x = torch.from_numpy(np.ascontiguousarray(crops))
     if device.type == "cuda":  # page-locked memory lets the copy run asynchronously, at full bus speed
         x = x.pin_memory()
     x = x.to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     if config.grayscale:
-        luma = torch.tensor(_LUMA, device=device).view(1, 3, 1, 1)
+        luma = torch.tensor(LUMA, device=device).view(1, 3, 1, 1)
         x = (x * luma).sum(dim=1, keepdim=True)
     size = config.input_size
     if x.shape[-2:] != (size, size):

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
 
 from fervideo.emotion.classifier import EmotionClassifier
 from fervideo.emotion.config import SEED_VIT_CONFIG, ModelConfig, read_sidecar
 from fervideo.errors import ModelError
+from fervideo.runtime import cuda_driver_present, device_of
 from fervideo.utils import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,13 @@ def hub_cache_dir() -> Path:
     return Path(hf_home).expanduser() / "hub"
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str):
+    """A torch.device, or runtime.CpuDevice for the CPU while torch is not imported (start-up: the ONNX
+    path may never need torch). `auto` without an NVIDIA driver is the CPU, known without torch."""
+    if device == "cpu" or (device == "auto" and not cuda_driver_present()):
+        return device_of("cpu")
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -12,73 +12,30 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from fervideo.errors import ModelError
+from fervideo.faces.anchors import VARIANCES, prior_boxes
 from fervideo.faces.nms import nms
-from fervideo.faces.retinaface_net import VARIANCES, RetinaFace, prior_boxes
 from fervideo.faces.types import Detections
-from fervideo.runtime import Backend, OnnxModel, export_onnx, load_onnx_model, resolve_backend
+from fervideo.runtime import Backend, OnnxModel, device_of, load_onnx_model, resolve_backend, torch_device
 from fervideo.utils import sha256_file
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "retinaface_mobilenet0.25.pth"
-# The network was trained on BGR images with these per-channel means subtracted (no scaling).
-BGR_MEAN = (104.0, 117.0, 123.0)
 # RetinaFace-MobileNet0.25 stops finding faces below ~18 px at the detection resolution, so 480 keeps
 # faces down to ~3.7% of the frame's longer side (~50 px in 1280x720): smaller faces are too small for a
 # reliable expression reading anyway, and 480 runs about twice as fast as 640 on a 2-core CPU.
 DEFAULT_DETECT_SIZE = 480
 
 
-class RetinaFaceOnFrames(nn.Module):
-    """RetinaFace taking uint8 RGB frames [N, H, W, 3] as decoded, preprocessing included."""
+def export_detector_onnx(net, path: Path) -> None:
+    """Export the frames-in network (detector_torch.export_detector_onnx; torch is imported only here)."""
+    from fervideo.faces import detector_torch
 
-    def __init__(self, net: RetinaFace) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("bgr_mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        bgr = frames.permute(0, 3, 1, 2).flip(1).float()
-        return self.net(bgr - self.bgr_mean)
-
-
-def load_retinaface(weights: Path, device: str | torch.device) -> RetinaFace:
-    """Build the network and load `weights` strictly; any problem becomes a one-line ModelError."""
-    if not weights.is_file():
-        raise ModelError(f"RetinaFace weights not found: {weights}")
-    try:
-        state_dict = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unrelated types for a corrupt/unsafe file
-        raise ModelError(f"cannot read RetinaFace weights {weights}: {type(exc).__name__}") from exc
-    if not isinstance(state_dict, dict):
-        raise ModelError(f"RetinaFace weights {weights} are not a state_dict")
-    # Checkpoints saved from nn.DataParallel carry a 'module.' prefix on every key.
-    state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    net = RetinaFace()
-    try:
-        net.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise ModelError(
-            f"RetinaFace weights {weights} do not fit the MobileNet-0.25 network: {first_line}"
-        ) from exc
-    return net.to(device).eval()
-
-
-def export_detector_onnx(net: RetinaFace, path: Path) -> None:
-    """Export the frames-in network with a free batch size and frame size (one file serves every video)."""
-    module = RetinaFaceOnFrames(net).cpu().eval()
-    example = torch.zeros((1, 96, 128, 3), dtype=torch.uint8)
-    anchors = {0: "batch", 1: "anchors"}
-    export_onnx(module, example, path, ["frames"], ["loc", "conf", "landmarks"],
-                {"frames": {0: "batch", 1: "height", 2: "width"}, "loc": anchors, "conf": anchors,
-                 "landmarks": anchors})
+    detector_torch.export_detector_onnx(net, path)
 
 
 @lru_cache(maxsize=8)
@@ -120,7 +77,7 @@ class RetinaFaceDetector:
     def __init__(
         self,
         weights: str | Path = BUNDLED_WEIGHTS,
-        device: str | torch.device = "cpu",
+        device: Any = "cpu",
         detect_size: int = DEFAULT_DETECT_SIZE,
         score_threshold: float = 0.6,
         nms_threshold: float = 0.4,
@@ -130,25 +87,32 @@ class RetinaFaceDetector:
         if detect_size < 32:
             raise ValueError(f"detect_size must be >= 32, got {detect_size}")
         self.weights = Path(weights)
-        self.device = torch.device(device)
+        self.device = device_of(device)
         self.detect_size = int(detect_size)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.backend: Backend = resolve_backend(backend, self.device.type)
-        net = load_retinaface(self.weights, self.device)
+        if not self.weights.is_file():
+            raise ModelError(f"RetinaFace weights not found: {self.weights}")
         self._weights_sha256: str | None = None
         self.onnx: OnnxModel | None = None
-        self.module: RetinaFaceOnFrames | None = None
+        self.module: Any = None  # detector_torch.RetinaFaceOnFrames on the torch backend
         if self.backend == "onnx":
+            # The network is built (and torch imported) only to export it the first time: a cached export,
+            # named by the weights' sha256, is loaded straight into ONNX Runtime.
             self.onnx = load_onnx_model("retinaface", self.weights_sha256,
-                                        lambda out: export_detector_onnx(net, out), threads)
+                                        lambda out: export_detector_onnx(self._load_net(), out), threads)
             self.backend = "onnx" if self.onnx is not None else "torch"
         if self.onnx is None:
-            self.module = RetinaFaceOnFrames(net).to(self.device).eval()
-            if self.device.type == "cpu":
-                # The issue's prototype measured +18-46 % for NHWC on the torch CPU path; here the uint8 NHWC
-                # input permuted is channels_last already. Numerically the same (tests/test_speed_paths.py).
-                self.module = self.module.to(memory_format=torch.channels_last)
+            from fervideo.faces import detector_torch
+
+            self.device = torch_device(self.device)  # a torch.device from here on
+            self.module = detector_torch.frames_module(self._load_net(), self.device)
+
+    def _load_net(self):
+        from fervideo.faces.detector_torch import load_retinaface
+
+        return load_retinaface(self.weights, str(self.device))
 
     @property
     def weights_sha256(self) -> str:
@@ -156,11 +120,13 @@ class RetinaFaceDetector:
             self._weights_sha256 = sha256_file(self.weights)
         return self._weights_sha256
 
-    def upload(self, frames_rgb: np.ndarray) -> torch.Tensor:
+    def upload(self, frames_rgb: np.ndarray):
         """Frames to the GPU as uint8 through pinned memory (4x less traffic than float32)."""
-        return torch.from_numpy(np.ascontiguousarray(frames_rgb)).pin_memory().to(self.device, non_blocking=True)
+        from fervideo.faces.detector_torch import upload
 
-    def detect(self, frames_rgb: np.ndarray, frames_on_device: torch.Tensor | None = None) -> list[Detections]:
+        return upload(frames_rgb, self.device)
+
+    def detect(self, frames_rgb: np.ndarray, frames_on_device: Any = None) -> list[Detections]:
         """Detect faces in a chunk of RGB uint8 frames [N, H, W, 3]; one Detections per frame.
 
         frames_on_device: the same frames already uploaded with `upload` (the GPU path), to upload once."""
@@ -172,7 +138,10 @@ class RetinaFaceDetector:
         small_h, small_w = resized_shape(height, width, self.detect_size)
         if self.module is not None and self.device.type == "cuda":
             uploaded = frames_on_device if frames_on_device is not None else self.upload(frames_rgb)
-            frame_of, anchor_of, loc, scores, landm = self._run_on_gpu(uploaded, small_h, small_w)
+            from fervideo.faces.detector_torch import run_on_gpu
+
+            frame_of, anchor_of, loc, scores, landm = run_on_gpu(self.module, uploaded, small_h, small_w,
+                                                                 self.score_threshold)
         else:
             frame_of, anchor_of, loc, scores, landm = self._run_network(self._downscale(frames_rgb, small_h, small_w))
         priors = priors_for(small_h, small_w)[anchor_of]
@@ -190,32 +159,15 @@ class RetinaFaceDetector:
         if self.onnx is not None:
             loc, conf, landm = self.onnx.run(np.ascontiguousarray(frames_rgb))
             return loc, conf, landm
-        with torch.inference_mode():
-            outputs = self.module(torch.from_numpy(np.ascontiguousarray(frames_rgb)).to(self.device))
-        return tuple(output.float().cpu().numpy() for output in outputs)
+        from fervideo.faces.detector_torch import raw_outputs
+
+        return raw_outputs(self.module, frames_rgb, self.device)
 
     def _run_network(self, small: np.ndarray) -> tuple[np.ndarray, ...]:
         """Network outputs of the anchors above the score threshold: (frame, anchor, loc, score, landmarks)."""
         loc, conf, landm = self.raw_outputs(small)
         frame_of, anchor_of = np.nonzero(conf[..., 1] > self.score_threshold)
         return frame_of, anchor_of, loc[frame_of, anchor_of], conf[frame_of, anchor_of, 1], landm[frame_of, anchor_of]
-
-    @torch.inference_mode()
-    def _run_on_gpu(self, batch: torch.Tensor, small_h: int, small_w: int) -> tuple[np.ndarray, ...]:
-        """The GPU path: full uint8 frames (uploaded by `upload`) are downscaled on the GPU (antialiased
-        bilinear, rounded to whole grey levels like the CPU's INTER_AREA bytes), run under fp16 autocast,
-        and only the few anchors above the score threshold come back over the bus. Agrees with the CPU
-        path to about a pixel (benchmarks/bench_gpu.py reports the measured difference)."""
-        if (small_h, small_w) != tuple(batch.shape[1:3]):
-            nchw = batch.permute(0, 3, 1, 2).float()
-            nchw = F.interpolate(nchw, size=(small_h, small_w), mode="bilinear", antialias=True, align_corners=False)
-            batch = nchw.round_().clamp_(0, 255).permute(0, 2, 3, 1)
-        with torch.autocast("cuda", dtype=torch.float16):
-            loc, conf, landm = self.module(batch)
-        scores = conf[..., 1].float()
-        frame_of, anchor_of = torch.nonzero(scores > self.score_threshold, as_tuple=True)
-        picked = (loc[frame_of, anchor_of].float(), scores[frame_of, anchor_of], landm[frame_of, anchor_of].float())
-        return (frame_of.cpu().numpy(), anchor_of.cpu().numpy(), *(tensor.cpu().numpy() for tensor in picked))
 
     @staticmethod
     def _downscale(frames_rgb: np.ndarray, small_h: int, small_w: int) -> np.ndarray:

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fervideo.errors import ModelError
 from fervideo.faces.detector import BUNDLED_WEIGHTS
@@ -27,6 +26,8 @@ NOSE_TIP, MOUTH_LEFT, MOUTH_RIGHT = 30, 48, 54
 
 def fan_weights_path() -> Path:
     """Where face-alignment looks for 2DFAN4 (torch hub dir, which follows TORCH_HOME)."""
+    import torch  # lazily: `process` without FAN landmarks never needs torch here
+
     return Path(torch.hub.get_dir()) / "checkpoints" / FAN_FILENAME
 
 
@@ -46,6 +47,8 @@ def fetch_fan_weights() -> Path:
     if offline():
         raise ModelError(f"offline mode is set; copy {FAN_FILENAME} into {target.parent} by hand")
     target.parent.mkdir(parents=True, exist_ok=True)
+    import torch
+
     torch.hub.download_url_to_file(FAN_URL, str(target), hash_prefix="11f355bf06", progress=True)
     return target
 

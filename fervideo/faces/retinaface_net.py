@@ -12,15 +12,13 @@ as IntermediateLayerGetter left it out.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# The MobileNet-0.25 configuration the bundled weights were trained with.
-MIN_SIZES = ((16, 32), (64, 128), (256, 512))
-STEPS = (8, 16, 32)
-VARIANCES = (0.1, 0.2)
+# The anchors (and the constants they come from) are numpy, in anchors.py, so the ONNX path needs no torch.
+from fervideo.faces.anchors import MIN_SIZES, STEPS, VARIANCES, prior_boxes  # noqa: F401 (re-exported)
+
 IN_CHANNEL = 32
 OUT_CHANNEL = 64
 
@@ -143,23 +141,6 @@ class RetinaFace(nn.Module):
         classes = torch.cat([head(f) for head, f in zip(self.ClassHead, features, strict=True)], dim=1)
         points = torch.cat([head(f) for head, f in zip(self.LandmarkHead, features, strict=True)], dim=1)
         return boxes, F.softmax(classes, dim=-1), points
-
-
-def prior_boxes(height: int, width: int) -> np.ndarray:
-    """Anchors (cx, cy, w, h), normalised to the input size, in the heads' output order: float32[P, 4].
-
-    Per level: rows, then columns, then the level's two anchor sizes (the original's nested loops)."""
-    levels = []
-    for step, sizes in zip(STEPS, MIN_SIZES, strict=True):
-        rows, cols = -(-height // step), -(-width // step)
-        cy, cx = np.meshgrid((np.arange(rows) + 0.5) * step / height, (np.arange(cols) + 0.5) * step / width,
-                             indexing="ij")
-        per_size = [
-            np.stack([cx, cy, np.full_like(cx, size / width), np.full_like(cy, size / height)], axis=-1)
-            for size in sizes
-        ]
-        levels.append(np.stack(per_size, axis=2).reshape(-1, 4))
-    return np.concatenate(levels).astype(np.float32)
 
 
 # The network definition above is a port of face-alignment's, distributed under this licence:
