@@ -68,6 +68,7 @@ def process_worker(started_at: float, video: str, model: str, backend: str, thre
         "face_rate": float(result.frames["face_found"].mean()),
         "peak_rss_mb": peak_rss_mb(),
         "backend": processor.classifier.backend, "detector_backend": processor.faces.detector.backend,
+        "torch_imported": "torch" in sys.modules,
     }))
 
 
@@ -119,12 +120,29 @@ def measure(videos: dict[str, Path], vit: str, threads: int, folder: Path, label
     return rows
 
 
+def startup_table(video: Path, repeats: int, threads: int, folder: Path) -> None:
+    """Start-up of the baseline, ONNX (its exports cached by a first run, not counted) and torch."""
+    run_process(video, "mini-xception-fer2013", "onnx", threads, folder)  # warms the ONNX cache
+    print(f"\nstart-up (process start to the first 32-frame chunk), {repeats} runs each, {os.cpu_count()} cores")
+    print(f"{'backend':<12} {'start-up s (each run)':<32} {'torch imported':>14} {'peak RSS MB':>11}")
+    for backend in ("onnx", "torch"):
+        results = [run_process(video, "mini-xception-fer2013", backend, threads, folder) for _ in range(repeats)]
+        times = " ".join(f"{r['startup_s']:.2f}" for r in results)
+        label = f"{results[0]['detector_backend']}/{results[0]['backend']}"
+        print(f"{label:<12} {times:<32} {str(results[0]['torch_imported']):>14} "
+              f"{max(r['peak_rss_mb'] for r in results):>11.0f}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average at the end {load:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30, help="video length (default 30)")
     parser.add_argument("--threads", type=int, default=0, help="--threads for every run (0 = all cores)")
     parser.add_argument("--workdir", default=None, help="keep generated videos here between runs")
     parser.add_argument("--no-contended", action="store_true", help="skip the runs beside a busy process")
+    parser.add_argument("--startup", type=int, default=0, metavar="N",
+                        help="only start-up: N runs each of the baseline on onnx and on torch (640x360)")
     parser.add_argument("--process-worker", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--vit-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -139,6 +157,9 @@ def main() -> None:
 
     folder = Path(args.workdir or tempfile.mkdtemp(prefix="fervideo-speed-"))
     folder.mkdir(parents=True, exist_ok=True)
+    if args.startup:
+        startup_table(make_video(folder, args.seconds, 640, 360), args.startup, args.threads, folder)
+        return
     vit = str(make_vit_checkpoint(folder))
     videos = {f"{w}x{h}": make_video(folder, args.seconds, w, h) for w, h in ((640, 360), (1280, 720))}
     rows = measure(videos, vit, args.threads, folder, "as found")

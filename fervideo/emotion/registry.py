@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
-
 from fervideo.emotion.classifier import EmotionClassifier
 from fervideo.emotion.config import SEED_VIT_CONFIG, ModelConfig, read_sidecar
 from fervideo.errors import ModelError
@@ -98,6 +95,10 @@ def resolve_device(device: str):
 
 def _hub_file(source: ModelSource, local_only: bool) -> Path:
     assert source.repo_id and source.filename
+    # Imported here: ~0.1 s of start-up that the bundled baseline never needs.
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+
     try:
         path = hf_hub_download(
             source.repo_id, source.filename, cache_dir=hub_cache_dir(), local_files_only=local_only
