@@ -32,7 +32,16 @@ def real_clip(tmp_path) -> Path:
 
 @pytest.fixture
 def db_url(tmp_path) -> str:
+    """A fresh SQLite URL; a module whose tests must hold on both stores overrides it with `any_db_url`."""
     return f"sqlite:///{tmp_path / 'fervideo.sqlite'}"
+
+
+@pytest.fixture
+def factory(db_url):
+    """The session factory of `db_url` (migrated to head on first open)."""
+    from fervideo.store import open_database
+
+    return open_database(db_url)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,19 @@ MARKDOWN_VALUES = ("title", "header", "subheader", "caption", "markdown", "info"
 MARKDOWN_LABELS = ("metric", "expander", "checkbox", "button")
 
 
+def serve_from(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the app at `db_url`, with no dashboard users (local, no login) and empty Streamlit caches, so
+    a page run next reads this database and nothing cached from another test."""
+    import streamlit as st
+
+    from fervideo.dashboard_auth import USERS_ENV
+
+    monkeypatch.setenv("FERVIDEO_DB", db_url)
+    monkeypatch.setenv(USERS_ENV, str(tmp_path / "no_users.json"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 def _server_address():
     """AppTest runs in-process: the app reads server.address from Streamlit's config, like a real server."""
     before = streamlit_config.get_option("server.address")

@@ -23,6 +23,7 @@ from dashboard_apptest import (
     no_images,
     rendered_text,
     run_page,
+    serve_from,
 )
 from dashboard_seed import HEAD_METRICS, seed_database
 from sqlalchemy import select, text
@@ -57,10 +58,7 @@ server_address = SERVER_ADDRESS
 @pytest.fixture
 def seeded(db_url, tmp_path, monkeypatch, server_address) -> dict[str, int]:
     ids = seed_database(db_url)
-    monkeypatch.setenv("FERVIDEO_DB", db_url)
-    monkeypatch.setenv(USERS_ENV, str(tmp_path / "no_users.json"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    serve_from(db_url, tmp_path, monkeypatch)
     yield ids
     st.cache_resource.clear()
 
@@ -232,9 +230,7 @@ def test_cohort_page_compares_estimates_with_recorded_scores(seeded):
 
 def test_pages_work_on_an_empty_database(db_url, tmp_path, monkeypatch, server_address):
     open_database(db_url)
-    monkeypatch.setenv("FERVIDEO_DB", db_url)
-    monkeypatch.setenv(USERS_ENV, str(tmp_path / "none.json"))
-    st.cache_data.clear()
+    serve_from(db_url, tmp_path, monkeypatch)
     for page in (None, "session", "subject", "cohort"):
         at = run_page(page)
         assert at.info, page

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 import streamlit as st
-from dashboard_apptest import SERVER_ADDRESS, metrics, run_page
+from dashboard_apptest import SERVER_ADDRESS, metrics, run_page, serve_from
 from dashboard_seed import seed_database
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from apps.dashboard import data
-from fervideo.dashboard_auth import USERS_ENV
 from fervideo.store import AuditEvent, Frame, open_database
 
 server_address = SERVER_ADDRESS
@@ -20,10 +19,7 @@ server_address = SERVER_ADDRESS
 @pytest.fixture
 def seeded_any(any_db_url, tmp_path, monkeypatch, server_address) -> tuple[str, dict[str, int]]:
     ids = seed_database(any_db_url)
-    monkeypatch.setenv("FERVIDEO_DB", any_db_url)
-    monkeypatch.setenv(USERS_ENV, str(tmp_path / "no_users.json"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    serve_from(any_db_url, tmp_path, monkeypatch)
     yield any_db_url, ids
     st.cache_resource.clear()
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import streamlit as st
-from dashboard_apptest import SERVER_ADDRESS, charts, markdown_texts, no_images, rendered_text, run_page
+from dashboard_apptest import SERVER_ADDRESS, charts, markdown_texts, no_images, rendered_text, run_page, serve_from
 from dashboard_seed import (
     FAILED_ERROR,
     HOSTILE_CODES,
@@ -26,7 +26,6 @@ from sqlalchemy import create_engine, text
 
 from apps.dashboard import compute
 from apps.dashboard.text import md
-from fervideo.dashboard_auth import USERS_ENV
 from fervideo.labels import CANONICAL_LABELS
 
 server_address = SERVER_ADDRESS
@@ -38,10 +37,7 @@ STREAMLIT_SYNTAX = re.compile(r"(?<!\\):[a-z-]+\[|(?<!\\):[a-z_/]+:|(?<!\\)\$[^$
 @pytest.fixture
 def unhappy(db_url, tmp_path, monkeypatch, server_address) -> dict[str, int]:
     ids = seed_unhappy_database(db_url)
-    monkeypatch.setenv("FERVIDEO_DB", db_url)
-    monkeypatch.setenv(USERS_ENV, str(tmp_path / "no_users.json"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    serve_from(db_url, tmp_path, monkeypatch)
     yield ids
     st.cache_resource.clear()
 
@@ -187,10 +183,7 @@ def test_transition_heatmap_leaves_undefined_cells_blank():
 
 def test_estimates_of_a_weak_head_are_never_shown_plainly(db_url, tmp_path, monkeypatch, server_address):
     ids = seed_database(db_url, beats_baseline=False)
-    monkeypatch.setenv("FERVIDEO_DB", db_url)
-    monkeypatch.setenv(USERS_ENV, str(tmp_path / "no_users.json"))
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    serve_from(db_url, tmp_path, monkeypatch)
     at = run_page()
     table = at.dataframe[0].value
     assert list(table["phq_estimate"])[:3] == ["14.2 ⚠", "11.0 ⚠", "7.5 ⚠"]

@@ -38,11 +38,6 @@ def db_url(any_db_url):
     return any_db_url
 
 
-@pytest.fixture
-def factory(db_url):
-    return open_database(db_url)
-
-
 def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
