@@ -32,6 +32,7 @@ from fervideo.video_container import (
     read_header,
     sequential_frames,
 )
+from fervideo.video_pyav import decode_sampled, pyav_available
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +295,11 @@ class VideoStream:
         sample_fps: float = DEFAULT_SAMPLE_FPS,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_side: int | None = DEFAULT_MAX_DECODE_SIDE,
+        decoder: str | None = None,
     ) -> None:
+        decoder = decoder or os.environ.get("FERVIDEO_DECODER") or "auto"  # docs/speed.md
+        if decoder not in ("auto", "pyav", "decord"):
+            raise InvalidArgumentError(f"decoder (FERVIDEO_DECODER) must be auto, pyav or decord, got {decoder!r}")
         if chunk_size < 1:
             raise InvalidArgumentError(f"chunk size must be >= 1, got {chunk_size}")
         if sample_fps < 0:
@@ -311,11 +316,20 @@ class VideoStream:
             self.scale = max(self.info.width, self.info.height) / max_side
         # None: decord cannot read this file; frames are salvaged front to back (see video_container).
         self.salvaged = reader is None
-        self._reader = None if self.salvaged else reader if self.scale == 1.0 else self._open_scaled_reader()
+        # Indexed files stream front to back through PyAV (video_pyav) unless decord is asked for or
+        # PyAV is missing; decord then decodes chunk by chunk from its index.
+        self.decoder = "opencv" if self.salvaged else decoder if decoder != "auto" else (
+            "pyav" if pyav_available() else "decord")
+        if self.decoder == "pyav":
+            self._reader = reader
+        else:
+            self._reader = None if self.salvaged else reader if self.scale == 1.0 else self._open_scaled_reader()
         if self._reader is not None:
             self.start_times = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0].astype(np.float64)
             self.sampled_indices = sample_frame_indices(self.start_times, sample_fps)
             planned_timeline = _header_timeline(self.start_times, self.header)
+            if self.decoder == "pyav":
+                self._reader = None  # stops decord's decode-ahead worker: PyAV reads the frames
         else:
             self.start_times = self.sampled_indices = None
             planned_timeline = _header_timeline(np.empty(0), self.header)
@@ -352,7 +366,8 @@ class VideoStream:
                 "warnings": self.warnings}
 
     def __iter__(self) -> Iterator[FrameChunk]:
-        chunks = self._sequential_chunks() if self.salvaged else self._indexed_chunks()
+        chunks = (self._sequential_chunks() if self.salvaged else
+                  self._pyav_chunks() if self.decoder == "pyav" else self._indexed_chunks())
         self.frames_decoded, self.finished = 0, False
         for chunk in chunks:
             self.frames_decoded += len(chunk)
@@ -376,6 +391,21 @@ class VideoStream:
                 return  # a whole chunk undecodable: the rest of the file is lost
             yield FrameChunk(timestamps=self.start_times[kept], indices=kept, rgb=_rotate(frames, self.turn))
 
+    def _pyav_chunks(self) -> Iterator[FrameChunk]:
+        # PyAV leaves every frame as stored: the container's whole rotation is applied here.
+        size = None
+        if self.scale != 1.0:
+            width, height = round(self.info.width / self.scale), round(self.info.height / self.scale)
+            size = (height, width) if self.header.rotation in (90, 270) else (width, height)
+        batch: list[tuple[int, float, np.ndarray]] = []
+        for index, frame in decode_sampled(self.path, self.start_times, self.sampled_indices, size):
+            batch.append((index, float(self.start_times[index]), frame))
+            if len(batch) == self.chunk_size:
+                yield _chunk_of(batch, self.header.rotation)
+                batch = []
+        if batch:
+            yield _chunk_of(batch, self.header.rotation)
+
     def _sequential_chunks(self) -> Iterator[FrameChunk]:
         batch: list[tuple[int, float, np.ndarray]] = []
         max_side = self.max_side if self.scale != 1.0 else None
@@ -388,7 +418,7 @@ class VideoStream:
             yield _chunk_of(batch)
 
 
-def _chunk_of(batch: list[tuple[int, float, np.ndarray]]) -> FrameChunk:
+def _chunk_of(batch: list[tuple[int, float, np.ndarray]], turn: int = 0) -> FrameChunk:
     indices, times, frames = zip(*batch, strict=True)
     return FrameChunk(timestamps=np.asarray(times, dtype=np.float64), indices=np.asarray(indices, dtype=np.int64),
-                      rgb=np.stack(frames))
+                      rgb=_rotate(np.stack(frames), turn))
