@@ -184,6 +184,7 @@ class SessionProcessor:
         face_analyzer: FaceAnalyzer | None = None,
         backend: str | None = None,
         threads: int | None = None,
+        quantize: str | None = None,
     ) -> None:
         if sample_fps < 0:
             raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
@@ -194,8 +195,9 @@ class SessionProcessor:
         self.db = open_database(db_url)
         # backend (auto/torch/onnx) and threads (0 = all cores): fervideo.runtime, docs/speed.md.
         apply_thread_policy(threads)
+        # quantize (None/"none", "int8"): fervideo.emotion.quantize; a given classifier carries its own.
         self.classifier = classifier or load_classifier(
-            model, device=device, batch_size=batch_size, backend=backend, threads=threads
+            model, device=device, batch_size=batch_size, backend=backend, threads=threads, quantize=quantize
         )
         self.faces = face_analyzer or FaceAnalyzer(
             device=str(self.classifier.device), landmarks=landmarks, backend=backend, threads=threads
@@ -204,10 +206,13 @@ class SessionProcessor:
     @property
     def settings(self) -> dict:
         """Everything that changes the stored result; hashed into the session's settings_key."""
+        quantize = self.classifier.quantize
         return {
             "sample_fps": self.sample_fps,
             "classifier_sha256": self.classifier.weights_sha256,
             "detector": self.faces.parameters(),
+            # Only when on, so that sessions processed before the option existed keep their keys.
+            **({"classifier_quantize": quantize} if quantize else {}),
         }
 
     @property
@@ -259,7 +264,7 @@ class SessionProcessor:
                 started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 **lease_values(),
                 package_version=__version__,
-                classifier_name=self.classifier.name,
+                classifier_name=self.classifier.result_name,  # "+int8" when quantised
                 classifier_sha256=self.classifier.weights_sha256,
                 detector_name=self.faces.parameters().get("detector", "retinaface"),
                 detector_params={**self.faces.parameters(), "chunk_size": self.chunk_size,
@@ -389,6 +394,7 @@ def process_video(
     force: bool = False,
     landmarks: str = "retinaface",
     progress: ProgressCallback | None = None,
+    quantize: str | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Process one recording into the database; return (per-frame table, session id).
 
@@ -396,7 +402,8 @@ def process_video(
     call its `process` so the networks load once.
     """
     processor = SessionProcessor(
-        db_url=db, model=model, device=device, batch_size=batch_size, sample_fps=fps, landmarks=landmarks
+        db_url=db, model=model, device=device, batch_size=batch_size, sample_fps=fps, landmarks=landmarks,
+        quantize=quantize,
     )
     result = processor.process(path, subject, recorded_at=recorded_at, force=force, progress=progress)
     return result.frames, result.session_id

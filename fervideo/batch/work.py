@@ -31,6 +31,7 @@ class WorkerSettings:
     landmarks: str = "retinaface"
     threads: int = 0  # torch/ONNX threads per worker; 0 = the runtime's default (every core)
     backend: str | None = None  # auto/torch/onnx (fervideo.runtime)
+    quantize: str | None = None  # None or "int8" (fervideo.emotion.quantize)
     force: bool = False
     chunk_size: int | None = None
 
@@ -61,7 +62,7 @@ def build_processor(settings: WorkerSettings):
     processor = SessionProcessor(
         db_url=settings.db_url, model=settings.model, device=settings.device, batch_size=settings.batch_size,
         sample_fps=settings.sample_fps, landmarks=settings.landmarks, backend=settings.backend,
-        threads=settings.threads or None,
+        threads=settings.threads or None, quantize=settings.quantize,
     )
     if settings.chunk_size:
         processor.chunk_size = settings.chunk_size
@@ -70,7 +71,7 @@ def build_processor(settings: WorkerSettings):
 
 def describe_model(processor) -> dict:
     classifier = processor.classifier
-    return {"name": classifier.name, "source": str(classifier.source), "device": str(classifier.device),
+    return {"name": classifier.result_name, "source": str(classifier.source), "device": str(classifier.device),
             "fallback": bool(classifier.fallback_reason)}
 
 

@@ -201,6 +201,7 @@ def process(
     ray_address: Annotated[str | None, typer.Option(hidden=True, help="Alias of --ray=ADDRESS, kept for older scripts.")] = None,
     backend: Annotated[str | None, typer.Option(help="Inference backend: auto (ONNX Runtime on the CPU where installed), torch or onnx (env: FERVIDEO_BACKEND). See docs/speed.md.")] = None,
     threads: Annotated[int | None, typer.Option(callback=positive_int, help="CPU threads per worker for the networks; default: cores / workers (env: FERVIDEO_THREADS). See docs/speed.md.")] = None,
+    quantize: Annotated[str, typer.Option(callback=one_of("none", "int8"), help="int8: dynamic int8 quantisation of a ViT classifier's linear layers, CPU only (refused on CUDA and for the mini-Xception baseline). Changes the probabilities slightly, so quantised sessions get their own settings key and the stored classifier name ends in +int8. See docs/speed.md.")] = "none",
     db: DbOption = None,
 ) -> None:
     """Process session recordings into stored per-frame emotion timelines.
@@ -215,6 +216,7 @@ def process(
 
     if ray_address is not None and not ray_address.strip():
         raise InvalidArgumentError("--ray= needs an address after the '=' (e.g. --ray=auto); or give --ray alone")
+    quantize_mode = _checked_quantize(quantize, model, device)
     # A database that cannot be opened or written (not one, read-only, behind) fails now, before torch
     # and the networks load; this also creates a new one once, before the workers race to.
     open_database(db).kw["bind"].dispose()
@@ -228,13 +230,38 @@ def process(
 
         check_video_file(items[0].path)
     settings = WorkerSettings(db_url=db, model=model, device=device, batch_size=batch_size, sample_fps=fps,
-                              landmarks=landmarks, force=force, backend=backend, threads=threads or 0)
+                              landmarks=landmarks, force=force, backend=backend, threads=threads or 0,
+                              quantize=quantize_mode)
     view = ProgressView(len(items))
     with view.bar:
         result = run_batch(items, settings, workers=workers, video_timeout_s=video_timeout, observer=view,
                            use_ray=ray or bool(ray_address), ray_address=ray_address)
     _report(result, db)
     raise typer.Exit(code=result.exit_code)
+
+
+def _checked_quantize(quantize: str, model: str, device: str) -> str | None:
+    """--quantize int8 refused (exit 2, one line) where it cannot apply, before any network loads."""
+    from fervideo.emotion.quantize import check_quantizable, normalise_quantize
+    from fervideo.emotion.registry import architecture_of
+    from fervideo.errors import InvalidArgumentError
+    from fervideo.runtime import cuda_driver_present
+
+    mode = normalise_quantize(quantize)
+    if mode is None:
+        return None
+    architecture = architecture_of(model)  # None: only loading can tell; the loader checks again then
+    if architecture is not None:
+        # Only a non-ViT is refused, and `auto` gives one only when the seed ViT is not cached.
+        what = "--model auto (the seed ViT is not cached, so the bundled baseline)" if model == "auto" else model
+        check_quantizable(mode, architecture, "cpu", what=what)
+    if device.startswith("cuda"):
+        check_quantizable(mode, "vit", "cuda")
+    if device == "auto" and cuda_driver_present():
+        # Refused here rather than after torch and the networks have loaded in every worker.
+        raise InvalidArgumentError(f"--quantize {mode} runs on the CPU only and --device auto may pick CUDA "
+                                   "here; pass --device cpu")
+    return mode
 
 
 def _report(result, db: str | None) -> None:

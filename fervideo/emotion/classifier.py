@@ -11,6 +11,7 @@ import numpy as np
 from fervideo.emotion.config import MINI_XCEPTION, ModelConfig
 from fervideo.emotion.preprocess import check_crops
 from fervideo.emotion.preprocess_numpy import to_model_input_numpy
+from fervideo.emotion.quantize import check_quantizable, normalise_quantize, quantize_dynamic_int8
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.runtime import OnnxModel, device_of, export_onnx, load_onnx_model, resolve_backend, torch_device
 from fervideo.utils import sha256_file
@@ -55,6 +56,8 @@ class EmotionClassifier:
     export cached by the weights' sha256; that path preprocesses in numpy (preprocess_numpy, equal to the
     torch preprocessing to float32 rounding) and builds the torch network only to export it the first time.
     model: the loaded network, or None with `build` (a function returning it) to build it only if needed.
+    quantize: None (or "none") or "int8": dynamic int8 quantisation of a ViT on the CPU (emotion/quantize.py);
+    it changes the results, so it shows in `result_name` and `provenance()`.
     """
 
     labels: tuple[str, ...] = CANONICAL_LABELS
@@ -73,6 +76,7 @@ class EmotionClassifier:
         backend: str | None = None,
         threads: int | None = None,
         build: Callable[[], Any] | None = None,
+        quantize: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -90,6 +94,9 @@ class EmotionClassifier:
         # Set when `auto` could not use the preferred model, so the CLI can say so loudly.
         self.fallback_reason = fallback_reason
         self._canonical_order = np.asarray(config.canonical_order())
+        self.quantize = normalise_quantize(quantize)
+        # Before any export or build: a refused option must not cost a network load first.
+        check_quantizable(self.quantize, config.architecture, self.device.type, what=name)
         self.backend = resolve_backend(backend, self.device.type)
         if config.architecture not in ONNX_ARCHITECTURES:
             self.backend = "torch"
@@ -102,6 +109,8 @@ class EmotionClassifier:
         if self._onnx is None:
             self.device = torch_device(self.device)  # a torch.device from here on
             self.model  # noqa: B018 -- built now, so a bad checkpoint fails at load time, not mid-video
+            if self.quantize:  # after the weights are in: quantize_dynamic reads the fp32 Linear weights
+                self._model = quantize_dynamic_int8(self._model)
 
     @property
     def model(self):
@@ -112,6 +121,12 @@ class EmotionClassifier:
             self._model = self._model.eval().to(str(self.device))
             self._model_placed = True
         return self._model
+
+    @property
+    def result_name(self) -> str:
+        """The classifier name stored with each session: `+int8` marks a quantised one, so exports and the
+        dashboard show it and a PHQ head (which matches on name and weights) never mixes the two."""
+        return f"{self.name}+{self.quantize}" if self.quantize else self.name
 
     @classmethod
     def from_file(
@@ -177,6 +192,7 @@ class EmotionClassifier:
             "grayscale": self.config.grayscale,
             "device": str(self.device),
             "backend": self.backend,
+            "quantize": self.quantize,
             "fallback_reason": self.fallback_reason,
         }
 

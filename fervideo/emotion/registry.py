@@ -163,10 +163,12 @@ def load_classifier(
     batch_size: int = 64,
     backend: str | None = None,
     threads: int | None = None,
+    quantize: str | None = None,
 ) -> EmotionClassifier:
     """Load a classifier by registry name, checkpoint path, or `auto` (seed if cached, else baseline).
 
-    backend (auto, torch, onnx) and threads: see fervideo.runtime; None reads FERVIDEO_BACKEND/THREADS."""
+    backend (auto, torch, onnx) and threads: see fervideo.runtime; None reads FERVIDEO_BACKEND/THREADS.
+    quantize: None/"none" or "int8" (a ViT on the CPU only; fervideo.emotion.quantize)."""
     torch_device = resolve_device(device)
     fallback_reason = None
     if model == "auto":
@@ -195,7 +197,24 @@ def load_classifier(
         fallback_reason=fallback_reason,
         backend=backend,
         threads=threads,
+        quantize=quantize,
     )
+
+
+def architecture_of(model: str) -> str | None:
+    """The architecture `load_classifier(model)` would build, read without torch or the weights (for the CLI
+    to refuse options that cannot apply before anything loads); None when only loading can tell (an unknown
+    name, a missing file: the loader's own error says so)."""
+    if model == "auto":
+        model = SEED_MODEL if cached_path(MODELS[SEED_MODEL]) is not None else BASELINE_MODEL
+    if model in MODELS:
+        source = MODELS[model]
+        if source.kind == "hub":
+            return SEED_VIT_CONFIG.architecture
+        path = cached_path(source)
+        return read_sidecar(path.with_suffix(".json")).architecture if path else None
+    path = Path(model).expanduser()
+    return _local_config(path).architecture if _looks_like_path(model) and path.is_file() else None
 
 
 def _choose_auto() -> tuple[str, str | None]:
