@@ -59,7 +59,8 @@ def fervideo_run(video: Path, folder: Path) -> dict:
                "--model", "mini-xception-fer2013", "--fps", "5", "--device", "cpu", "--force", "--db", str(db)]
     wall, completed = run_timed(command)
     if completed.returncode != 0:
-        return {"error": completed.stderr.strip().splitlines()[-1:] or ["exit %d" % completed.returncode]}
+        last = (completed.stderr.strip().splitlines() or [f"exit {completed.returncode}"])[-1]
+        return {"error": f"fervideo failed: {last[:150]}"}
     import sqlite3
 
     with sqlite3.connect(db) as connection:

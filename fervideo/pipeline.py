@@ -185,6 +185,7 @@ class SessionProcessor:
         backend: str | None = None,
         threads: int | None = None,
         quantize: str | None = None,
+        detect_region: str = "full",
     ) -> None:
         if sample_fps < 0:
             raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
@@ -200,7 +201,8 @@ class SessionProcessor:
             model, device=device, batch_size=batch_size, backend=backend, threads=threads, quantize=quantize
         )
         self.faces = face_analyzer or FaceAnalyzer(
-            device=str(self.classifier.device), landmarks=landmarks, backend=backend, threads=threads
+            device=str(self.classifier.device), landmarks=landmarks, backend=backend, threads=threads,
+            detect_region=detect_region,  # "tracked": faces/tracked_detection.py, in the settings key when on
         )
 
     @property

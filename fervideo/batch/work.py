@@ -32,6 +32,7 @@ class WorkerSettings:
     threads: int = 0  # torch/ONNX threads per worker; 0 = the runtime's default (every core)
     backend: str | None = None  # auto/torch/onnx (fervideo.runtime)
     quantize: str | None = None  # None or "int8" (fervideo.emotion.quantize)
+    detect_region: str = "full"  # full or tracked (fervideo.faces.tracked_detection)
     force: bool = False
     chunk_size: int | None = None
 
@@ -63,6 +64,7 @@ def build_processor(settings: WorkerSettings):
         db_url=settings.db_url, model=settings.model, device=settings.device, batch_size=settings.batch_size,
         sample_fps=settings.sample_fps, landmarks=settings.landmarks, backend=settings.backend,
         threads=settings.threads or None, quantize=settings.quantize,
+        detect_region=settings.detect_region,
     )
     if settings.chunk_size:
         processor.chunk_size = settings.chunk_size

@@ -202,6 +202,7 @@ def process(
     backend: Annotated[str | None, typer.Option(help="Inference backend: auto (ONNX Runtime on the CPU where installed), torch or onnx (env: FERVIDEO_BACKEND). See docs/speed.md.")] = None,
     threads: Annotated[int | None, typer.Option(callback=positive_int, help="CPU threads per worker for the networks; default: cores / workers (env: FERVIDEO_THREADS). See docs/speed.md.")] = None,
     quantize: Annotated[str, typer.Option(callback=one_of("none", "int8"), help="int8: dynamic int8 quantisation of a ViT classifier's linear layers, CPU only (refused on CUDA and for the mini-Xception baseline). Changes the probabilities slightly, so quantised sessions get their own settings key and the stored classifier name ends in +int8. See docs/speed.md.")] = "none",
+    detect_region: Annotated[str, typer.Option(callback=one_of("full", "tracked"), help="full: detect faces in every whole frame. tracked: between full-frame passes every 8 sampled frames, search only a window around the tracked face (faster on wide shots; a close-up never uses a window; lost or cut faces are searched again in the full frame). Changes results slightly, so tracked sessions get their own settings key. See docs/speed.md.")] = "full",
     db: DbOption = None,
 ) -> None:
     """Process session recordings into stored per-frame emotion timelines.
@@ -231,7 +232,7 @@ def process(
         check_video_file(items[0].path)
     settings = WorkerSettings(db_url=db, model=model, device=device, batch_size=batch_size, sample_fps=fps,
                               landmarks=landmarks, force=force, backend=backend, threads=threads or 0,
-                              quantize=quantize_mode)
+                              quantize=quantize_mode, detect_region=detect_region)
     view = ProgressView(len(items))
     with view.bar:
         result = run_batch(items, settings, workers=workers, video_timeout_s=video_timeout, observer=view,

@@ -16,6 +16,7 @@ from fervideo.faces.align import DEFAULT_MARGIN, align_face, align_faces
 from fervideo.faces.detector import DEFAULT_DETECT_SIZE, RetinaFaceDetector
 from fervideo.faces.landmarks_fan import FAN_FILENAME, FanLandmarker, fan_weights_available, five_from_68
 from fervideo.faces.quality import QUALITY_KEYS, face_quality
+from fervideo.faces.tracked_detection import DEFAULT_FULL_EVERY, TrackedDetection
 from fervideo.faces.tracking import TargetFaceTracker
 from fervideo.faces.types import Detections
 
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 LandmarksMode = Literal["retinaface", "fan"]
+DETECT_REGIONS = ("full", "tracked")
 
 
 @dataclass
@@ -77,9 +79,13 @@ class FaceAnalyzer:
         max_lost: int = 5,
         backend: str | None = None,
         threads: int | None = None,
+        detect_region: str = "full",
+        full_every: int = DEFAULT_FULL_EVERY,
     ) -> None:
         if landmarks not in ("retinaface", "fan"):
             raise ValueError(f"landmarks must be 'retinaface' or 'fan', got {landmarks!r}")
+        if detect_region not in DETECT_REGIONS:
+            raise ValueError(f"detect_region must be 'full' or 'tracked', got {detect_region!r}")
         self.landmarks_mode = landmarks
         self.margin = float(margin)
         self.detector = RetinaFaceDetector(
@@ -92,6 +98,8 @@ class FaceAnalyzer:
         )
         self.tracker = TargetFaceTracker(iou_threshold=iou_threshold, max_lost=max_lost)
         self.fan = FanLandmarker(device=device) if landmarks == "fan" else None
+        # Opt-in: search a window around the tracked face between full-frame passes (tracked_detection.py).
+        self.tracked = TrackedDetection(self.detector, full_every) if detect_region == "tracked" else None
 
     @property
     def num_landmarks(self) -> int:
@@ -116,6 +124,9 @@ class FaceAnalyzer:
         }
         if self.fan is not None:
             params["fan_weights"] = FAN_FILENAME
+        if self.tracked is not None:  # only when on: sessions of the default keep their settings key
+            params["detect_region"] = "tracked"
+            params["full_frame_every"] = self.tracked.full_every
         return params
 
     def analyze(self, frames_rgb: np.ndarray) -> FaceBatch:
@@ -123,7 +134,10 @@ class FaceAnalyzer:
         # On a GPU the frames go up once, for detection and for the warps (fervideo/faces/align_gpu.py).
         on_gpu = self.align_on_device and self.detector.device.type == "cuda" and self.detector.module is not None
         frames_on_device = self.detector.upload(frames_rgb) if on_gpu else None
-        detections = self.detector.detect(frames_rgb, frames_on_device)
+        if self.tracked is not None and frames_on_device is None:
+            detections = self.tracked.detect(frames_rgb, self.tracker)
+        else:
+            detections = self.detector.detect(frames_rgb, frames_on_device)
         n = len(frames_rgb)
         batch = self._empty_batch(n)
         five = np.full((n, 5, 2), np.nan, np.float32)

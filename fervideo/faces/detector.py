@@ -126,15 +126,17 @@ class RetinaFaceDetector:
 
         return upload(frames_rgb, self.device)
 
-    def detect(self, frames_rgb: np.ndarray, frames_on_device: Any = None) -> list[Detections]:
+    def detect(self, frames_rgb: np.ndarray, frames_on_device: Any = None,
+               source_size: tuple[int, int] | None = None) -> list[Detections]:
         """Detect faces in a chunk of RGB uint8 frames [N, H, W, 3]; one Detections per frame.
 
-        frames_on_device: the same frames already uploaded with `upload` (the GPU path), to upload once."""
+        frames_on_device: the same frames already uploaded with `upload` (the GPU path), to upload once.
+        source_size: (height, width) of the source when the frames were already downscaled for detection."""
         if frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3:
             raise ValueError(f"expected frames [N, H, W, 3], got shape {frames_rgb.shape}")
         if len(frames_rgb) == 0:
             return []
-        height, width = frames_rgb.shape[1:3]
+        height, width = source_size or frames_rgb.shape[1:3]
         small_h, small_w = resized_shape(height, width, self.detect_size)
         if self.module is not None and self.device.type == "cuda":
             uploaded = frames_on_device if frames_on_device is not None else self.upload(frames_rgb)
@@ -152,6 +154,24 @@ class RetinaFaceDetector:
         return [
             self._select(boxes[rows], scores[rows], points[rows])
             for rows in (frame_of == i for i in range(len(frames_rgb)))
+        ]
+
+    def detect_windows(self, windows: np.ndarray, offsets: np.ndarray, to_source: np.ndarray) -> list[Detections]:
+        """Detect in windows of frames already at detection scale [M, h, w, 3] (one shape per call);
+        `offsets` [M, 2] is each window's (x0, y0) in the downscaled frame, `to_source` [2] the source
+        pixels per detection pixel (x, y): results come back in source pixels, like `detect`'s."""
+        if len(windows) == 0:
+            return []
+        size_h, size_w = windows.shape[1:3]
+        frame_of, anchor_of, loc, scores, landm = self._run_network(np.ascontiguousarray(windows))
+        priors = priors_for(size_h, size_w)[anchor_of]
+        extent = np.array([size_w, size_h], np.float32)
+        origin = offsets[frame_of].astype(np.float32)
+        boxes = (decode_boxes(loc, priors) * np.tile(extent, 2) + np.tile(origin, 2)) * np.tile(to_source, 2)
+        points = (decode_landmarks(landm, priors) * extent + origin[:, None]) * to_source
+        return [
+            self._select(boxes[rows].astype(np.float32), scores[rows], points[rows].astype(np.float32))
+            for rows in (frame_of == i for i in range(len(windows)))
         ]
 
     def raw_outputs(self, frames_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
