@@ -10,6 +10,7 @@ score threshold, identical for both backends and free of torchvision.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -126,10 +127,14 @@ class RetinaFaceDetector:
 
         return upload(frames_rgb, self.device)
 
-    def detect(self, frames_rgb: np.ndarray, frames_on_device: Any = None) -> list[Detections]:
+    def detect(self, frames_rgb: np.ndarray, frames_on_device: Any = None,
+               network_lock: AbstractContextManager | None = None) -> list[Detections]:
         """Detect faces in a chunk of RGB uint8 frames [N, H, W, 3]; one Detections per frame.
 
-        frames_on_device: the same frames already uploaded with `upload` (the GPU path), to upload once."""
+        frames_on_device: the same frames already uploaded with `upload` (the GPU path), to upload once.
+        network_lock: held around the forward pass only, so threads sharing this detector overlap their
+        resizing, decoding of boxes and NMS while one forward pass runs at a time."""
+        network_lock = network_lock or nullcontext()
         if frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3:
             raise ValueError(f"expected frames [N, H, W, 3], got shape {frames_rgb.shape}")
         if len(frames_rgb) == 0:
@@ -140,10 +145,13 @@ class RetinaFaceDetector:
             uploaded = frames_on_device if frames_on_device is not None else self.upload(frames_rgb)
             from fervideo.faces.detector_torch import run_on_gpu
 
-            frame_of, anchor_of, loc, scores, landm = run_on_gpu(self.module, uploaded, small_h, small_w,
-                                                                 self.score_threshold)
+            with network_lock:
+                frame_of, anchor_of, loc, scores, landm = run_on_gpu(self.module, uploaded, small_h, small_w,
+                                                                     self.score_threshold)
         else:
-            frame_of, anchor_of, loc, scores, landm = self._run_network(self._downscale(frames_rgb, small_h, small_w))
+            small = self._downscale(frames_rgb, small_h, small_w)
+            with network_lock:
+                frame_of, anchor_of, loc, scores, landm = self._run_network(small)
         priors = priors_for(small_h, small_w)[anchor_of]
         # Normalised coordinates times the source size map straight back to source pixels.
         scale = np.array([width, height], np.float32)
