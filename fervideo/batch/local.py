@@ -113,17 +113,27 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     for number in range(max(1, settings.streams)):
         threading.Thread(target=_run_streams, args=(processor, settings, jobs, send), daemon=True,
                          name=f"fervideo-stream-{number}").start()
+    done_receiving = False  # the runner said None, or is gone
     while True:
         if _WorkerState.exit_code is not None and not _WorkerState.in_flight:
             sys.exit(_WorkerState.exit_code)  # stopped on request, every video in flight answered
+        if done_receiving:
+            # Returning now would end the stream threads (daemons) mid-chunk, leaving their sessions
+            # `running`: wait for them (a gone runner's SIGTERM, PR_SET_PDEATHSIG, stops them after a chunk).
+            if not _WorkerState.in_flight:
+                return
+            time.sleep(0.2)
+            continue
         try:
-            if not conn.poll(0.2):  # a short wait, so the check above runs while videos end
+            if not conn.poll(0.2):  # a short wait, so the checks above run while videos end
                 continue
             message = conn.recv()
         except (EOFError, OSError):
-            return  # the runner is gone
+            done_receiving = True  # the runner is gone
+            continue
         if message is None:
-            return
+            done_receiving = True
+            continue
         with _WorkerState.lock:
             _WorkerState.in_flight += 1
         jobs.put(message)
