@@ -2,7 +2,10 @@
 (and once the whole batch, runner included), then the same batch re-run; every session must end `done`
 with exactly the expected frame rows, no duplicate, no orphan, none left running.
 
-    .venv/bin/python benchmarks/fault_injection.py --trials 20 [--postgres]
+    .venv/bin/python benchmarks/fault_injection.py --trials 20 [--postgres] [--streams 2]
+
+With --streams K each worker runs K videos at once (fervideo/batch/local.py), so one kill ends up to K
+videos in flight at once.
 
 Prints one line per trial and the totals (kills, sessions, frame rows expected vs found). The test
 suite runs a few trials of the same code (tests/test_fault_injection.py).
@@ -41,16 +44,17 @@ def make_videos(folder: Path, count: int, first_frames: int = 40) -> dict[str, i
     return expected
 
 
-def batch_command(folder: Path, db_url: str, workers: int) -> list[str]:
+def batch_command(folder: Path, db_url: str, workers: int, streams: int = 1) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--run-batch", str(folder), "--db", db_url,
-            "--workers", str(workers)]
+            "--workers", str(workers), "--streams", str(streams)]
 
 
-def run_batch_here(folder: Path, db_url: str, workers: int) -> int:
+def run_batch_here(folder: Path, db_url: str, workers: int, streams: int = 1) -> int:
     """The batch itself (in the child process the trials start and kill)."""
     from fervideo.batch import WorkerSettings, plan_from_paths, run_batch
 
-    settings = WorkerSettings(db_url=db_url, model=MODEL, sample_fps=0, threads=1, chunk_size=CHUNK_SIZE)
+    settings = WorkerSettings(db_url=db_url, model=MODEL, sample_fps=0, threads=1, chunk_size=CHUNK_SIZE,
+                              streams=streams)
     return run_batch(plan_from_paths([folder], "S1"), settings, workers=workers).exit_code
 
 
@@ -110,10 +114,10 @@ def check_database(db_url: str, expected: dict[str, int]) -> Check:
 
 
 def trial(folder: Path, db_url: str, workers: int, kills: int, whole_batch: bool, rng: random.Random,
-          max_delay_s: float = 25.0) -> int:
+          max_delay_s: float = 25.0, streams: int = 1) -> int:
     """Start the batch, kill `kills` workers (or the whole batch) at random moments, let it end, re-run it
     to completion. Returns the number of processes killed."""
-    batch = subprocess.Popen(batch_command(folder, db_url, workers), start_new_session=True,
+    batch = subprocess.Popen(batch_command(folder, db_url, workers, streams), start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed = 0
     for _ in range(kills):
@@ -130,7 +134,7 @@ def trial(folder: Path, db_url: str, workers: int, kills: int, whole_batch: bool
             os.kill(rng.choice(victims), signal.SIGKILL)
             killed += 1
     batch.wait(timeout=600)
-    rerun = subprocess.run(batch_command(folder, db_url, workers), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(batch_command(folder, db_url, workers, streams), capture_output=True, text=True, timeout=600)
     if rerun.returncode != 0:
         raise RuntimeError(f"the re-run failed ({rerun.returncode}): {rerun.stderr[-500:]}")
     return killed
@@ -147,6 +151,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=1, help="videos each worker runs at once")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-delay", type=float, default=15.0, help="latest kill, seconds after the start")
     parser.add_argument("--postgres", action="store_true", help="also run every trial against PostgreSQL")
@@ -155,7 +160,7 @@ def main() -> None:
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_batch:
-        sys.exit(run_batch_here(args.run_batch, args.db, args.workers))
+        sys.exit(run_batch_here(args.run_batch, args.db, args.workers, args.streams))
 
     os.environ.setdefault("FERVIDEO_OFFLINE", "1")
     rng = random.Random(args.seed)
@@ -175,7 +180,7 @@ def main() -> None:
             for kind in kinds:
                 db_url = new_database(kind, args.folder, number, server)
                 killed = trial(videos, db_url, args.workers, 1 if whole else rng.choice([1, 2]), whole, rng,
-                               args.max_delay)
+                               args.max_delay, args.streams)
                 check = check_database(db_url, expected)
                 kills[kind] += killed
                 total = totals[kind]
@@ -189,7 +194,8 @@ def main() -> None:
     finally:
         if server:
             server.stop()
-    print("\n| database | trials | processes killed | sessions (expected) | frame rows found / expected | problems |")
+    print(f"\n{args.workers} workers x {args.streams} streams, {args.videos} videos")
+    print("| database | trials | processes killed | sessions (expected) | frame rows found / expected | problems |")
     print("|---|---|---|---|---|---|")
     for kind in kinds:
         t = totals[kind]

@@ -1,6 +1,7 @@
 """Stopping on request: a signal handler calls `request_stop`; the pipeline calls
 `raise_if_stop_requested` after each chunk's transaction, so SIGINT/SIGTERM never cut a write in half.
-The session is then marked `interrupted` and the process exits 128 + the signal (130, 143)."""
+The session is then marked `interrupted` and the process exits 128 + the signal (130, 143). The request is
+process-wide: a worker running several videos at once (`--streams`) stops each after its own chunk."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ def request_stop(signal_number: int) -> None:
 def clear_stop_request() -> None:
     global _stop_signal
     _stop_signal = None
+
+
+def stop_requested() -> int | None:
+    """The signal a stop was requested with, or None (process-wide: every video in flight stops)."""
+    return _stop_signal
 
 
 def raise_if_stop_requested() -> None:

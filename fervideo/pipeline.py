@@ -1,9 +1,12 @@
 """The one place that wires the stages: video -> faces -> emotion -> store, chunk by chunk.
 
 Decoding runs one chunk ahead in a background thread (decord and torch both release the GIL), so the
-two cores stay busy with decoding and the networks at once. Each chunk's rows are written in their
-own transaction; the session turns `done` only after the last one, and a failure marks it `failed`
-with the error, so a half-processed session never looks complete.
+two cores stay busy with decoding and the networks at once. A SessionProcessor holds only what videos
+share (the networks, the database); one video's state is a `VideoRun`, so a worker may call `process`
+from several threads at once (`--streams`, fervideo/batch/local.py) with one forward pass at a time
+under `network_lock`. The session's rows in the database: fervideo/session_records.py.
+Each chunk's rows are written in their own transaction; the session turns `done` only after the last
+one, and a failure marks it `failed` with the error, so a half-processed session never looks complete.
 
 While it runs, a session holds a lease (fervideo/store/leases.py) renewed by a heartbeat thread. A
 session left `running` by a killed process is seen as interrupted and redone by the next run; the redo
@@ -19,54 +22,42 @@ import ctypes
 import datetime as dt
 import hashlib
 import json
-import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import insert
 
 from fervideo import __version__
 from fervideo.emotion import EmotionClassifier, load_classifier
-from fervideo.errors import DatabaseError, FervideoError, InvalidArgumentError
-from fervideo.faces import FaceAnalyzer, FaceBatch
+from fervideo.errors import InvalidArgumentError
+from fervideo.faces import FaceAnalyzer, FaceBatch, TargetFaceTracker
 from fervideo.features import store_session_features
-from fervideo.interrupts import ProcessingInterrupted, raise_if_stop_requested
+from fervideo.interrupts import raise_if_stop_requested
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.runtime import apply_thread_policy
-from fervideo.store import (
-    FRAME_QUALITY_COLUMNS,
-    FRAME_TABLE_COLUMNS,
-    Frame,
-    SessionStatus,
-    Subject,
-    VideoSession,
-    frame_table,
-    get_or_create_subject,
-    open_database,
+from fervideo.session_records import (  # noqa: F401  SessionBusyError: re-exported, callers import it from here
+    SessionBusyError,
+    fail_session,
+    find_done_session,
+    finish_session,
+    start_session,
+    writing,
 )
-from fervideo.store.leases import Heartbeat, lease_expired, lease_values
+from fervideo.store import FRAME_QUALITY_COLUMNS, FRAME_TABLE_COLUMNS, Frame, VideoSession, frame_table, open_database
+from fervideo.store.leases import Heartbeat
 from fervideo.store.queries import ensure_subject
 from fervideo.utils import sha256_file
 from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, VideoStream
 
-log = logging.getLogger(__name__)
-
 # Frame-table quality column -> key in FaceBatch.quality.
 QUALITY_SOURCE_KEYS = {"face_size": "face_size", "sharpness": "sharpness", "yaw": "yaw_proxy"}
 ProgressCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned)
-
-
-class SessionBusyError(FervideoError):
-    """Another live process holds the lease of a running session of the same video and settings."""
 
 
 @dataclass
@@ -76,6 +67,22 @@ class ProcessResult:
     skipped: bool = False  # True when an identical earlier run was reused
     warnings: list[str] = field(default_factory=list)  # e.g. "decode_incomplete: 45 of 50 planned frames decoded"
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class VideoRun:
+    """The per-video state of one `process` call; the loaded networks stay in the SessionProcessor, so
+    threads of one process can each run a video with their own VideoRun (`--streams`)."""
+
+    stream: VideoStream
+    session_id: int
+    tracker: TargetFaceTracker  # the target face, carried from chunk to chunk of this video only
+    tables: list[pd.DataFrame] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: {"faces_s": 0.0, "emotion_s": 0.0, "store_s": 0.0})
+
+    @property
+    def frames_done(self) -> int:
+        return sum(len(t) for t in self.tables)
 
 
 def _load_malloc_trim() -> Callable[[], None]:
@@ -155,19 +162,6 @@ def _records_for_insert(session_id: int, rows: pd.DataFrame) -> list[dict]:
     return records
 
 
-@contextmanager
-def _writing(factory: sessionmaker, what: str) -> Iterator[Session]:
-    """One transaction; a locked or read-only database becomes a one-line DatabaseError."""
-    try:
-        with factory.begin() as db:
-            yield db
-    except OperationalError as exc:
-        from fervideo.store.engine import describe_database_error  # says read-only, locked, full, ...
-
-        where = factory.kw["bind"].url.render_as_string()  # password hidden
-        raise DatabaseError(f"cannot write {what}: {describe_database_error(exc, where)}") from None
-
-
 class SessionProcessor:
     """Holds the loaded networks and the database, so a batch of videos loads each model once."""
 
@@ -204,6 +198,9 @@ class SessionProcessor:
             device=str(self.classifier.device), landmarks=landmarks, backend=backend, threads=threads,
             detect_region=detect_region,  # "tracked": faces/tracked_detection.py, in the settings key when on
         )
+        # One forward pass at a time (detector, FAN, classifier) when several threads share these networks
+        # (`--streams`): each video's batches and so its rows stay exactly those of a one-at-a-time run.
+        self.network_lock = self.faces.network_lock
 
     @property
     def settings(self) -> dict:
@@ -221,101 +218,24 @@ class SessionProcessor:
     def settings_key(self) -> str:
         return hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
 
-    def _find_done_session(self, subject_code: str, video_sha256: str) -> int | None:
-        """The done session of this video and settings; SessionBusyError if another process holds one."""
-        with self.db() as db:
-            earlier = db.scalars(
-                select(VideoSession)
-                .join(Subject)
-                .where(
-                    Subject.code == subject_code,
-                    VideoSession.video_sha256 == video_sha256,
-                    VideoSession.settings_key == self.settings_key,
-                )
-                .order_by(VideoSession.id.desc())
-            ).all()
-        live = [s for s in earlier if s.status == SessionStatus.RUNNING and not lease_expired(s)]
-        if live:
-            raise SessionBusyError(
-                f"session {live[0].id} of this video is being processed by {live[0].lease_host} "
-                f"(pid {live[0].lease_pid}); retry once it is done or its lease has expired"
-            )
-        return next((s.id for s in earlier if s.status == SessionStatus.DONE), None)
+    def session_provenance(self, stream: VideoStream) -> dict:
+        """The columns of a new session that say how it was made (fervideo.session_records.start_session)."""
+        parameters = self.faces.parameters()
+        return {
+            "sample_fps": self.sample_fps,
+            "settings_key": self.settings_key,
+            "package_version": __version__,
+            "classifier_name": self.classifier.result_name,  # "+int8" when quantised
+            "classifier_sha256": self.classifier.weights_sha256,
+            "detector_name": parameters.get("detector", "retinaface"),
+            "detector_params": {**parameters, "chunk_size": self.chunk_size, "decode_scale": stream.scale},
+            "device": str(self.classifier.device),
+        }
 
     def _start_session(self, path: Path, video_sha256: str, subject_code: str,
                        recorded_at: dt.datetime | None, stream: VideoStream) -> int:
-        info = stream.info
-        with _writing(self.db, "the new session") as db:
-            subject = get_or_create_subject(db, subject_code)
-            session = VideoSession(
-                subject_id=subject.id,
-                video_path=str(path.resolve()),
-                video_sha256=video_sha256,
-                recorded_at=recorded_at,
-                duration_s=info.duration_s,
-                video_fps=info.fps,
-                frame_count=info.frame_count,
-                width=info.width,
-                height=info.height,
-                codec=info.codec,
-                rotation=info.rotation,
-                sample_fps=self.sample_fps,
-                frames_planned=len(stream),
-                settings_key=self.settings_key,
-                status=SessionStatus.RUNNING,
-                started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                **lease_values(),
-                package_version=__version__,
-                classifier_name=self.classifier.result_name,  # "+int8" when quantised
-                classifier_sha256=self.classifier.weights_sha256,
-                detector_name=self.faces.parameters().get("detector", "retinaface"),
-                detector_params={**self.faces.parameters(), "chunk_size": self.chunk_size,
-                                 "decode_scale": stream.scale},
-                device=str(self.classifier.device),
-            )
-            db.add(session)
-            db.flush()
-            return session.id
-
-    def _finish_session(self, session_id: int, table: pd.DataFrame, elapsed: float, decode_record: dict) -> None:
-        with _writing(self.db, "the session's completion") as db:
-            session = db.get(VideoSession, session_id)
-            for column, value in decode_record.items():  # frames planned vs decoded, warnings
-                setattr(session, column, value)
-            session.status = SessionStatus.DONE
-            session.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            session.processing_s = elapsed
-            session.sampled_frames = len(table)
-            session.face_frames = int(table["face_found"].sum())
-            # The new run is complete, so the runs it replaces (interrupted, failed, or done ones a --force
-            # redoes) can go now, not before. A run still live elsewhere is left to finish.
-            earlier = db.scalars(
-                select(VideoSession).where(
-                    VideoSession.subject_id == session.subject_id,
-                    VideoSession.video_sha256 == session.video_sha256,
-                    VideoSession.settings_key == session.settings_key,
-                    VideoSession.id != session_id,
-                )
-            ).all()
-            superseded = [s.id for s in earlier if s.status != SessionStatus.RUNNING or lease_expired(s)]
-            if superseded:
-                db.execute(delete(VideoSession).where(VideoSession.id.in_(superseded)))
-
-    def _fail_session(self, session_id: int, error: BaseException) -> None:
-        """Mark the session failed (or interrupted, when stopped on request) and drop its partial frames,
-        so nothing half-done can be exported."""
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        stopped = isinstance(error, ProcessingInterrupted | KeyboardInterrupt)
-        try:
-            with self.db.begin() as db:
-                db.execute(delete(Frame).where(Frame.session_id == session_id))
-                session = db.get(VideoSession, session_id)
-                session.status = SessionStatus.INTERRUPTED if stopped else SessionStatus.FAILED
-                session.error = f"{type(error).__name__}: {message}"[:2000]
-                session.finished_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        except OperationalError:
-            # The database itself is the problem (e.g. locked); the session stays "running", never "done".
-            log.warning("could not mark session %d as failed: the database is not writable", session_id)
+        return start_session(self.db, path, video_sha256, subject_code, recorded_at, stream,
+                             self.session_provenance(stream))
 
     def process(
         self,
@@ -337,7 +257,7 @@ class SessionProcessor:
         # Opening the stream probes the file: it fails fast, before anything is written.
         stream = VideoStream(path, self.sample_fps, self.chunk_size)
         video_sha256 = sha256_file(path)
-        existing = None if force else self._find_done_session(subject, video_sha256)
+        existing = None if force else find_done_session(self.db, subject, video_sha256, self.settings_key)
         if existing is not None:
             with self.db() as db:
                 table = frame_table(db, existing)
@@ -348,38 +268,37 @@ class SessionProcessor:
         session_id = self._start_session(path, video_sha256, subject, recorded_at, stream)
         if on_session:
             on_session(session_id)
-        self.faces.reset()
-        tables: list[pd.DataFrame] = []
-        timings = {"faces_s": 0.0, "emotion_s": 0.0, "store_s": 0.0}
+        run = VideoRun(stream, session_id, self.faces.new_tracker())
         try:
             with Heartbeat(self.db, session_id):
                 for chunk in _prefetched(iter(stream)):
-                    tables.append(self._process_chunk(session_id, chunk, stream.scale, timings))
+                    run.tables.append(self._process_chunk(run, chunk))
                     raise_if_stop_requested()
                     if progress:
-                        progress(sum(len(t) for t in tables), len(stream))
-            table = pd.concat(tables, ignore_index=True)
+                        progress(run.frames_done, len(stream))
+            table = pd.concat(run.tables, ignore_index=True)
             elapsed = time.perf_counter() - started
-            self._finish_session(session_id, table, elapsed, stream.decode_record())
+            finish_session(self.db, session_id, table, elapsed, stream.decode_record())
         except BaseException as error:  # KeyboardInterrupt too: the session must not stay "running"
-            self._fail_session(session_id, error)
+            fail_session(self.db, session_id, error)
             raise
         store_session_features(self.db, session_id, recompute=True, frames=table)  # docs/features.md
-        timings["total_s"] = elapsed
-        return ProcessResult(session_id, table[list(FRAME_TABLE_COLUMNS)], timings=timings,
+        run.timings["total_s"] = elapsed
+        return ProcessResult(session_id, table[list(FRAME_TABLE_COLUMNS)], timings=run.timings,
                              warnings=stream.warnings)
 
-    def _process_chunk(self, session_id: int, chunk: FrameChunk, scale: float, timings: dict) -> pd.DataFrame:
+    def _process_chunk(self, run: VideoRun, chunk: FrameChunk) -> pd.DataFrame:
         tick = time.perf_counter()
-        faces = self.faces.analyze(chunk.rgb)
-        timings["faces_s"] += (tock := time.perf_counter()) - tick
-        probs = self.classifier.predict(faces.crops)
-        timings["emotion_s"] += (tick := time.perf_counter()) - tock
-        rows = frame_rows(chunk, faces, probs, scale)
-        with _writing(self.db, "frames") as db:
-            db.execute(insert(Frame), _records_for_insert(session_id, rows))
+        faces = self.faces.analyze(chunk.rgb, run.tracker)
+        run.timings["faces_s"] += (tock := time.perf_counter()) - tick
+        with self.network_lock:
+            probs = self.classifier.predict(faces.crops)
+        run.timings["emotion_s"] += (tick := time.perf_counter()) - tock
+        rows = frame_rows(chunk, faces, probs, run.stream.scale)
+        with writing(self.db, "frames") as db:
+            db.execute(insert(Frame), _records_for_insert(run.session_id, rows))
         release_freed_memory()
-        timings["store_s"] += time.perf_counter() - tick
+        run.timings["store_s"] += time.perf_counter() - tick
         return rows
 
 

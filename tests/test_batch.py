@@ -312,6 +312,7 @@ def test_sigterm_during_a_ray_batch_marks_the_sessions_in_flight_at_once(local_r
 
     video = pattern_video(tmp_path / "long.mp4", n_frames=600, width=96, height=64)
     items = plan_from_paths([video], "S1")
+    open_database(db_url)  # created here first: the watching thread must not migrate it while run_batch does
 
     def terminate_once_frames_arrive() -> None:
         deadline = time.monotonic() + 240

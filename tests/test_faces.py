@@ -194,6 +194,21 @@ def test_track_persists_across_chunks(frames: np.ndarray) -> None:
     assert analyzer.tracker.last_box is None
 
 
+def test_videos_interleaved_on_one_analyzer_keep_their_own_tracks(analyzer: FaceAnalyzer, frames: np.ndarray) -> None:
+    """Two videos' chunks through one analyzer (as --streams does) give what each gives alone."""
+    mirrored = np.ascontiguousarray(frames[:, :, ::-1])  # the face elsewhere: another track
+    alone = [analyzer.analyze(frames[:6], t := analyzer.new_tracker()), analyzer.analyze(frames[6:], t)]
+    alone_mirrored = [analyzer.analyze(mirrored[:6], m := analyzer.new_tracker()), analyzer.analyze(mirrored[6:], m)]
+    first, second = analyzer.new_tracker(), analyzer.new_tracker()
+    interleaved = [analyzer.analyze(frames[:6], first), analyzer.analyze(mirrored[:6], second),
+                   analyzer.analyze(frames[6:], first), analyzer.analyze(mirrored[6:], second)]
+    for got, expected in zip(interleaved, [alone[0], alone_mirrored[0], alone[1], alone_mirrored[1]], strict=True):
+        np.testing.assert_array_equal(got.found, expected.found)
+        np.testing.assert_array_equal(got.boxes, expected.boxes)
+        np.testing.assert_array_equal(got.crops, expected.crops)
+    assert first.last_box is not None and not np.array_equal(first.last_box, second.last_box)
+
+
 # --- model loading and provenance -----------------------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 actors (a GPU each where the cluster has GPUs), moves the work items and restarts a lost actor, retrying
 its task (max_restarts / max_task_retries). Nothing here schedules or transports on its own: the runner
 only hands each idle actor the next video and enforces the per-video time limit with ray.kill.
+With `--streams K` an actor has max_concurrency=K and runs K videos at once on threads sharing its
+networks; the runner sees it as K slots, and killing it (a time limit) hands its other videos on again.
 Results meet in the database, which every actor reaches by its URL (PostgreSQL on a real cluster).
 """
 
@@ -57,9 +59,17 @@ class _Slot:
     holder_ref: object = None  # the actor's (host, pid) in its sessions' leases, asked before any run
 
 
-def _new_slot(actor_class, settings: WorkerSettings) -> _Slot:
+def _new_slots(actor_class, settings: WorkerSettings) -> list[_Slot]:
+    """A new actor as `settings.streams` slots: Ray runs that many of its `run` calls at once
+    (max_concurrency), on threads sharing its networks, as a local worker's streams."""
     actor = actor_class.remote(settings)
-    return _Slot(actor, holder_ref=actor.lease_holder.remote())  # queued first: answered before any video
+    holder_ref = actor.lease_holder.remote()  # queued first: answered before any video
+    return [_Slot(actor, holder_ref=holder_ref) for _ in range(max(1, settings.streams))]
+
+
+def _actors(slots: list[_Slot]) -> list[_Slot]:
+    """One slot per actor (the first of its streams)."""
+    return list({id(slot.actor): slot for slot in slots}.values())
 
 
 def interrupt_sessions_held_by(db_url: str | None, holders: list[tuple[str, int]], reason: str) -> list[int]:
@@ -82,7 +92,10 @@ def interrupt_sessions_held_by(db_url: str | None, holders: list[tuple[str, int]
 class RayRunner:
     def __init__(self, items: list[WorkItem], settings: WorkerSettings, workers: int, video_timeout_s: float,
                  observer: BatchObserver | None, retries: int, address: str | None) -> None:
-        self.items, self.settings, self.workers = items, settings, max(1, min(workers, len(items)))
+        from fervideo.batch.runner import workers_needed
+
+        self.items, self.settings = items, settings
+        self.workers = workers_needed(workers, settings.streams, len(items))
         self.video_timeout_s, self.retries, self.address = video_timeout_s, retries, address
         self.observer = observer or BatchObserver()
         self.result = BatchResult(items, [None] * len(items))
@@ -97,7 +110,7 @@ class RayRunner:
         wants_gpu = self.settings.device != "cpu" and gpus >= 1
         return ray.remote(
             num_cpus=0 if wants_gpu else self.settings.threads or 1, num_gpus=1 if wants_gpu else 0,
-            max_restarts=self.retries, max_task_retries=self.retries,
+            max_restarts=self.retries, max_task_retries=self.retries, max_concurrency=max(1, self.settings.streams),
         )(VideoWorker)
 
     def run(self) -> BatchResult:
@@ -114,8 +127,9 @@ class RayRunner:
         with _StopSignals(lambda _number: None) as stop:
             try:
                 actor_class = self._actor_class(ray)
-                slots += [_new_slot(actor_class, self.settings) for _ in range(self.workers)]
-                for slot in slots:
+                for _ in range(self.workers):
+                    slots += _new_slots(actor_class, self.settings)
+                for slot in _actors(slots):
                     ready = ray.get(slot.actor.ready.remote())
                     if isinstance(ready, tuple):
                         raise worker_startup_error(*ready)
@@ -134,15 +148,8 @@ class RayRunner:
     def _stop(self, ray, slots: list[_Slot], signal_number: int) -> None:
         """SIGINT/SIGTERM: kill the actors (a chunk's transaction cut short rolls back), then mark the
         sessions their leases name interrupted at once, as a stopped local worker marks its own."""
-        asked = [slot.holder_ref for slot in slots]
-        answered = ray.wait(asked, num_returns=len(asked), timeout=1.0)[0] if asked else []
-        holders = []
-        for ref in answered:  # a busy actor answered before its video started
-            try:
-                holders.append(tuple(ray.get(ref)))
-            except ray.exceptions.RayError:  # an actor that died while loading holds nothing
-                pass
-        for slot in slots:
+        holders = self._holders(ray, _actors(slots))
+        for slot in _actors(slots):
             ray.kill(slot.actor, no_restart=True)
         in_flight = [slot.ref for slot in slots if slot.ref is not None]
         if in_flight:  # the killed tasks end with an error once their processes are gone
@@ -152,6 +159,35 @@ class RayRunner:
         for slot in slots:
             if slot.index is not None:
                 self._finish(slot, ItemOutcome(slot.index, INTERRUPTED, reason=reason, exit_code=128 + signal_number))
+
+    @staticmethod
+    def _holders(ray, actors: list[_Slot]) -> list[tuple[str, int]]:
+        """The (host, pid) of each actor, as written in its sessions' leases."""
+        asked = [slot.holder_ref for slot in actors]
+        answered = ray.wait(asked, num_returns=len(asked), timeout=1.0)[0] if asked else []
+        holders = []
+        for ref in answered:  # a busy actor answered before its video started
+            try:
+                holders.append(tuple(ray.get(ref)))
+            except ray.exceptions.RayError:  # an actor that died while loading holds nothing
+                pass
+        return holders
+
+    def _time_out(self, ray, slots: list[_Slot], late: _Slot, actor_class, pending: list[int]) -> None:
+        """Kill the actor of a video past --video-timeout: that video fails; its other videos in flight
+        (`--streams`) are handed on again, and every session the actor held is marked interrupted."""
+        sharing = [slot for slot in slots if slot.actor is late.actor]
+        holders = self._holders(ray, sharing[:1])
+        ray.kill(late.actor, no_restart=True)
+        in_flight = [slot.ref for slot in sharing if slot.ref is not None]
+        ray.wait(in_flight, num_returns=len(in_flight), timeout=KILLED_ACTOR_WAIT_S)
+        reason = f"timed out after {self.video_timeout_s:g} s (--video-timeout)"
+        interrupt_sessions_held_by(self.settings.db_url, holders, f"the Ray actor was killed: {reason}")
+        self._finish(late, ItemOutcome(late.index, FAILED, reason=reason, exit_code=1))
+        pending[:0] = [slot.index for slot in sharing if slot.index is not None]
+        fresh = _new_slots(actor_class, self.settings)
+        for slot, new in zip(sharing, fresh, strict=True):
+            slots[slots.index(slot)] = new
 
     def _loop(self, ray, slots: list[_Slot], actor_class, stop: _StopSignals) -> None:
         pending = list(range(len(self.items)))
@@ -184,12 +220,10 @@ class RayRunner:
                     outcome.status = SKIPPED  # still live in another process, which will finish it
                 self._finish(slot, outcome)
             now = time.monotonic()
-            for position, slot in enumerate(slots):
-                if slot.ref is not None and self.video_timeout_s and now - slot.started > self.video_timeout_s:
-                    ray.kill(slot.actor, no_restart=True)
-                    reason = f"timed out after {self.video_timeout_s:g} s (--video-timeout)"
-                    self._finish(slot, ItemOutcome(slot.index, FAILED, reason=reason, exit_code=1))
-                    slots[position] = _new_slot(actor_class, self.settings)
+            late = next((slot for slot in slots if slot.ref is not None and self.video_timeout_s
+                         and now - slot.started > self.video_timeout_s), None)
+            if late is not None:
+                self._time_out(ray, slots, late, actor_class, pending)
 
     def _finish(self, slot: _Slot, outcome: ItemOutcome) -> None:
         self.result.outcomes[outcome.index] = outcome

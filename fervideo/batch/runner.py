@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fervideo.batch.local import STOP_GRACE_S, LocalPool, WorkerSlot
+from fervideo.batch.local import STOP_GRACE_S, LocalPool, WorkerProcess, WorkerSlot
 from fervideo.batch.plan import WorkItem
 from fervideo.batch.work import BUSY, DONE, FAILED, INTERRUPTED, SKIPPED, ItemOutcome, WorkerSettings
 from fervideo.errors import FervideoError
@@ -41,6 +41,11 @@ def default_workers(device: str) -> int:
         if torch.cuda.is_available():
             return 1
     return max(1, available_cores() // THREADS_PER_CPU_WORKER)
+
+
+def workers_needed(workers: int, streams: int, items: int) -> int:
+    """No more workers than the videos fill, at `streams` videos per worker."""
+    return max(1, min(workers, -(-items // max(1, streams))))
 
 
 def threads_per_worker(workers: int) -> int:
@@ -146,7 +151,7 @@ class LocalRunner:
         self.video_timeout_s, self.retries = video_timeout_s, retries
         # A video busy in another live process is retried until that lease could have expired.
         self.busy_wait_s = lease_timeout_s() + 30 if busy_wait_s is None else busy_wait_s
-        self.pool = LocalPool(settings, max(1, min(workers, len(items))))
+        self.pool = LocalPool(settings, workers_needed(workers, settings.streams, len(items)))
         self.result = BatchResult(items, [None] * len(items))
         self.pending: deque[int] = deque(range(len(items)))
         self.busy_since: dict[int, float] = {}
@@ -171,8 +176,9 @@ class LocalRunner:
             in_flight = [slot for slot in self.pool.slots if slot.index is not None]
             if not in_flight and (stop.signal is not None or not self.pending):
                 return
-            for slot, message in self.pool.events(timeout=0.5):
-                self._handle(slot, message, stop)
+            for worker, message in self.pool.events(timeout=0.5):
+                if worker in self.pool.workers:  # not one replaced by an earlier message of this round
+                    self._handle(worker, message, stop)
             self._enforce_limits(stop)
 
     def _dispatch(self) -> None:
@@ -193,23 +199,23 @@ class LocalRunner:
         self.result.outcomes[outcome.index] = outcome
         self.observer.video_finished(outcome.index, self.items[outcome.index], outcome)
 
-    def _handle(self, slot: WorkerSlot, message: tuple | None, stop: _StopSignals) -> None:
+    def _handle(self, worker: WorkerProcess, message: tuple | None, stop: _StopSignals) -> None:
         if message is None:
-            self._worker_ended(slot, stop)
+            self._worker_ended(worker, stop)
             return
         kind = message[0]
         if kind == "ready":
-            slot.ready = True
+            worker.ready = True
             if not self.result.model:
                 self.result.model = message[1]
                 self.observer.model_ready(message[1])
         elif kind == "startup_failed":
             raise worker_startup_error(*message[1:])
-        elif kind == "session":
+        elif kind == "session" and (slot := worker.slot_of(message[1])) is not None:
             slot.session_id = message[2]
         elif kind == "progress":
             self.observer.video_progress(message[1], message[2], message[3])
-        elif kind == "outcome":
+        elif kind == "outcome" and (slot := worker.slot_of(message[1].index)) is not None:
             self._outcome(slot, message[1])
 
     def _outcome(self, slot: WorkerSlot, outcome: ItemOutcome) -> None:
@@ -223,66 +229,90 @@ class LocalRunner:
             outcome.status = SKIPPED  # still held by a live process elsewhere: that one will finish it
         self._finish(slot, outcome)
 
-    def _worker_ended(self, slot: WorkerSlot, stop: _StopSignals) -> None:
-        index = slot.index
-        code = slot.process.exitcode
+    def _worker_ended(self, worker: WorkerProcess, stop: _StopSignals, killed_for: WorkItem | None = None) -> None:
+        """A worker process is gone (crashed, killed by us): settle every video still in flight in it.
+
+        Stopped on request: interrupted. Killed because another of its videos timed out (`killed_for`):
+        handed on again without counting an attempt, since the kill was not its doing. Died on its own:
+        each video in it counts an attempt (which one caused the crash is unknown), retried up to
+        `retries` times, then failed."""
+        code = worker.process.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        if index is not None and self.result.outcomes[index] is None:
+        in_flight = [s for s in worker.slots if s.index is not None and self.result.outcomes[s.index] is None]
+        for slot in in_flight:
+            index = slot.index
             if stop.signal is not None:
                 reason = f"interrupted by signal {stop.signal}"
                 mark_abandoned(self.settings.db_url, slot.session_id, INTERRUPTED, reason)
                 self._finish(slot, ItemOutcome(index, INTERRUPTED, slot.session_id, reason=reason,
                                                exit_code=128 + stop.signal))
+                continue
+            if killed_for is not None:
+                reason = f"the worker process was killed: {killed_for.name} in it timed out (--video-timeout)"
             else:
                 self.attempts[index] = self.attempts.get(index, 0) + 1
                 reason = f"the worker process died ({how})"
-                mark_abandoned(self.settings.db_url, slot.session_id, INTERRUPTED, reason)
-                if self.attempts[index] <= self.retries:
-                    slot.index = None
-                    self.pending.appendleft(index)
-                else:
-                    self._finish(slot, ItemOutcome(index, FAILED, slot.session_id, reason=reason, exit_code=1))
-        elif not slot.ready and stop.signal is None:
+            mark_abandoned(self.settings.db_url, slot.session_id, INTERRUPTED, reason)
+            if killed_for is not None or self.attempts[index] <= self.retries:
+                slot.index = None
+                self.pending.appendleft(index)
+            else:
+                self._finish(slot, ItemOutcome(index, FAILED, slot.session_id, reason=reason, exit_code=1))
+        if not worker.ready and stop.signal is None:
             self.early_deaths += 1
             if self.early_deaths > 2 * self.pool.size + 2:
                 raise FervideoError(f"worker processes keep dying while loading the networks ({how})")
         if stop.signal is None:
-            self.pool.replace(slot)
+            self.pool.replace(worker)
         else:
-            slot.index = None
-            self.pool.kill(slot)
+            for slot in worker.slots:
+                slot.index = None
+            self.pool.kill(worker)
 
     def _enforce_limits(self, stop: _StopSignals) -> None:
         now = time.monotonic()
-        for slot in list(self.pool.slots):
-            if slot.index is None:
+        for worker in list(self.pool.workers):
+            busy = [slot for slot in worker.slots if slot.index is not None]
+            if not busy:
                 continue
-            if stop.signal is not None and now - stop.at > STOP_GRACE_S:
-                self.pool.kill(slot)
-                self._worker_ended(slot, stop)
-            elif stop.signal is None and self.video_timeout_s and now - slot.started > self.video_timeout_s:
-                reason = f"timed out after {self.video_timeout_s:g} s (--video-timeout)"
-                mark_abandoned(self.settings.db_url, slot.session_id, FAILED, reason)
-                index, session_id = slot.index, slot.session_id
-                self._finish(slot, ItemOutcome(index, FAILED, session_id, reason=reason, exit_code=1))
-                self.pool.replace(slot)
+            if stop.signal is not None:
+                if now - stop.at > STOP_GRACE_S:
+                    self.pool.kill(worker)
+                    self._worker_ended(worker, stop)
+                continue
+            late = next((s for s in busy if self.video_timeout_s and now - s.started > self.video_timeout_s), None)
+            if late is not None:
+                self._time_out(worker, late, stop)
+
+    def _time_out(self, worker: WorkerProcess, late: WorkerSlot, stop: _StopSignals) -> None:
+        """Kill the process of a video past --video-timeout: that video fails; the others in flight in the
+        same process (`--streams`) are handed on again."""
+        self.pool.kill(worker)  # first, so no chunk of it commits after its session is marked
+        reason = f"timed out after {self.video_timeout_s:g} s (--video-timeout)"
+        mark_abandoned(self.settings.db_url, late.session_id, FAILED, reason)
+        item = self.items[late.index]
+        self._finish(late, ItemOutcome(late.index, FAILED, late.session_id, reason=reason, exit_code=1))
+        self._worker_ended(worker, stop, killed_for=item)
 
 
 def run_batch(items: list[WorkItem], settings: WorkerSettings, workers: int | None = None,
               video_timeout_s: float = DEFAULT_VIDEO_TIMEOUT_S, observer: BatchObserver | None = None,
               retries: int = DEFAULT_RETRIES, ray_address: str | None = None, use_ray: bool = False,
-              busy_wait_s: float | None = None) -> BatchResult:
-    """Process `items` with `workers` local processes (default: what fits the machine) or on Ray.
+              busy_wait_s: float | None = None, streams: int | None = None) -> BatchResult:
+    """Process `items` with `workers` local processes (default: what fits the machine) or on Ray, each
+    running `streams` videos at once (default: settings.streams) on threads sharing its networks.
 
     A video whose session is live in another process is retried for `busy_wait_s` (default: until its
     lease could have expired), then reported as skipped: that process will finish it."""
     from fervideo.store import open_database
 
     open_database(settings.db_url)  # create or check it once here: workers starting together must not race
-    workers = workers or default_workers(settings.device)
-    if not settings.threads:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    workers = workers or default_workers(settings.device)
+    if streams is not None:
+        settings = replace(settings, streams=streams)
+    if not settings.threads:
         settings = replace(settings, threads=threads_per_worker(workers))
     if use_ray:
         from fervideo.batch.ray_pool import RayRunner

@@ -1,5 +1,6 @@
 """The per-video work, the same in every mode (one local process, a pool of them, Ray actors): a worker
-builds one SessionProcessor (networks loaded once) and calls `run_item` for each video it is handed.
+builds one SessionProcessor (networks loaded once) and calls `run_item` for each video it is handed,
+from `streams` threads at once when asked to (SessionProcessor.process keeps each video's state apart).
 Everything here crosses process boundaries, so it is plain data.
 """
 
@@ -35,6 +36,7 @@ class WorkerSettings:
     detect_region: str = "full"  # full or tracked (fervideo.faces.tracked_detection)
     force: bool = False
     chunk_size: int | None = None
+    streams: int = 1  # videos a worker runs at once on threads sharing its networks (--streams)
 
 
 @dataclass
@@ -93,6 +95,7 @@ def run_item(
     """Process one video and say what became of it. Errors a user can cause (a bad file, a busy
     session) become a failed/busy outcome; a stop request propagates as ProcessingInterrupted after
     the session was marked interrupted."""
+    from fervideo.interrupts import ProcessingInterrupted
     from fervideo.pipeline import SessionBusyError
 
     started = time.perf_counter()
@@ -100,6 +103,8 @@ def run_item(
     try:
         result = processor.process(item.path, item.subject, recorded_at=item.recorded_at, force=force,
                                    progress=progress, on_session=on_session)
+    except ProcessingInterrupted:
+        raise  # not a failure of this video: the worker reports it interrupted and stops
     except SessionBusyError as error:
         return ItemOutcome(index, BUSY, reason=one_line(error), exit_code=error.exit_code, worker=worker)
     except FervideoError as error:

@@ -196,7 +196,8 @@ def process(
     landmarks: Annotated[str, typer.Option(callback=one_of("retinaface", "fan"), help="retinaface (5 points) or fan (68 points; needs cached 2DFAN4 weights).")] = "retinaface",
     force: Annotated[bool, typer.Option("--force", help="Reprocess even if this file was processed with the same settings.")] = False,
     workers: Annotated[int | None, typer.Option(callback=positive_int, help="Worker processes, each loading the networks once (default: fits the machine: 1 on a GPU; on CPU one per 4 cores).")] = None,
-    video_timeout: Annotated[float, typer.Option(callback=finite_non_negative, metavar="SECONDS", help="Give up on a video after this long (a hanging decoder cannot stall the batch); 0 = no limit.")] = 6 * 3600.0,
+    streams: Annotated[int, typer.Option(callback=positive_int, metavar="K", help="Videos each worker runs at once, on threads sharing its networks (one forward pass at a time; same rows as one at a time). On a GPU try 2-4 to keep it fed while videos decode (a suggestion, not measured); on CPU keep 1. See docs/batch.md.")] = 1,
+    video_timeout: Annotated[float, typer.Option(callback=finite_non_negative, metavar="SECONDS", help="Give up on a video after this long (a hanging decoder cannot stall the batch); 0 = no limit. Its worker is killed: with --streams the other videos in it are redone.")] = 6 * 3600.0,
     ray: Annotated[bool, typer.Option("--ray", metavar="(ADDRESS)", help="Run the workers as Ray actors. --ray alone: the cluster at $RAY_ADDRESS, else a local one; --ray=ADDRESS (or --ray auto, --ray ray://head:10001, --ray HOST:PORT) joins that cluster.")] = False,
     ray_address: Annotated[str | None, typer.Option(hidden=True, help="Alias of --ray=ADDRESS, kept for older scripts.")] = None,
     backend: Annotated[str | None, typer.Option(help="Inference backend: auto (ONNX Runtime on the CPU where installed), torch or onnx (env: FERVIDEO_BACKEND). See docs/speed.md.")] = None,
@@ -207,8 +208,9 @@ def process(
 ) -> None:
     """Process session recordings into stored per-frame emotion timelines.
 
-    Many videos run on worker processes (or Ray actors) that load the networks once; a video already
-    processed with the same settings is skipped, and a session left `running` by a killed run is redone.
+    Many videos run on worker processes (or Ray actors) that load the networks once, each running
+    --streams videos at once; a video already processed with the same settings is skipped, and a
+    session left `running` by a killed run is redone.
     Exit status: 0 when every video is done or skipped, 1 when any failed (the others are kept),
     130/143 when stopped by SIGINT/SIGTERM (the sessions in flight are marked interrupted).
     """
@@ -236,7 +238,7 @@ def process(
     view = ProgressView(len(items))
     with view.bar:
         result = run_batch(items, settings, workers=workers, video_timeout_s=video_timeout, observer=view,
-                           use_ray=ray or bool(ray_address), ray_address=ray_address)
+                           use_ray=ray or bool(ray_address), ray_address=ray_address, streams=streams)
     _report(result, db)
     raise typer.Exit(code=result.exit_code)
 

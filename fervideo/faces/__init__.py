@@ -3,10 +3,16 @@ similarity-align it to 224x224 crops and measure per-face quality.
 
 `FaceAnalyzer.analyze` takes a chunk of frames and returns a `FaceBatch` with one entry per frame (a
 frame without the target face is kept, marked found=False), so frame bookkeeping stays with the caller.
+
+The analyzer holds the loaded networks; the one piece of per-video state, the target-face track, is a
+`TargetFaceTracker` the caller owns (`new_tracker()`, passed to `analyze`), so several videos can be
+analysed at once on threads sharing one analyzer. The network calls take `network_lock`, which a
+caller shares with its classifier so only one forward pass runs at a time (fervideo/pipeline.py).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,7 +66,8 @@ class FaceBatch:
 
 
 class FaceAnalyzer:
-    """Per-chunk face analysis with a target-face track that persists across the chunks of one video."""
+    """Per-chunk face analysis; the target-face track that persists across the chunks of one video is
+    the caller's (`new_tracker`), or the analyzer's own `tracker` for a caller with one video at a time."""
 
     # On CUDA, warp the crops on the GPU from the frames uploaded for detection (fervideo/faces/align_gpu.py).
     # Off by default: measured slower on an H200 (638 vs 886 frames/s at 720p), the per-batch float copy of
@@ -96,8 +103,10 @@ class FaceAnalyzer:
             backend=backend,
             threads=threads,
         )
-        self.tracker = TargetFaceTracker(iou_threshold=iou_threshold, max_lost=max_lost)
+        self.tracker = self.new_tracker(iou_threshold, max_lost)
         self.fan = FanLandmarker(device=device) if landmarks == "fan" else None
+        # Held around each forward pass (detector, FAN); shared with the classifier by SessionProcessor.
+        self.network_lock = threading.Lock()
         # Opt-in: search a window around the tracked face between full-frame passes (tracked_detection.py).
         self.tracked = TrackedDetection(self.detector, full_every) if detect_region == "tracked" else None
 
@@ -105,8 +114,15 @@ class FaceAnalyzer:
     def num_landmarks(self) -> int:
         return 68 if self.fan is not None else 5
 
+    def new_tracker(self, iou_threshold: float | None = None, max_lost: int | None = None) -> TargetFaceTracker:
+        """A fresh target-face track for one video, with this analyzer's tracking parameters."""
+        return TargetFaceTracker(
+            iou_threshold=self.tracker.iou_threshold if iou_threshold is None else iou_threshold,
+            max_lost=self.tracker.max_lost if max_lost is None else max_lost,
+        )
+
     def reset(self) -> None:
-        """Start a new video: forget the tracked face."""
+        """Start a new video on the analyzer's own tracker: forget the tracked face."""
         self.tracker.reset()
 
     def parameters(self) -> dict:
@@ -129,20 +145,24 @@ class FaceAnalyzer:
             params["full_frame_every"] = self.tracked.full_every
         return params
 
-    def analyze(self, frames_rgb: np.ndarray) -> FaceBatch:
-        """Faces for a chunk of RGB uint8 frames [N, H, W, 3]; frames must come in video order."""
+    def analyze(self, frames_rgb: np.ndarray, tracker: TargetFaceTracker | None = None) -> FaceBatch:
+        """Faces for a chunk of RGB uint8 frames [N, H, W, 3]; frames must come in video order.
+
+        tracker: the video's target-face track (from `new_tracker`), carried from chunk to chunk; default
+        the analyzer's own, which suits one video at a time only."""
+        tracker = self.tracker if tracker is None else tracker
         # On a GPU the frames go up once, for detection and for the warps (fervideo/faces/align_gpu.py).
         on_gpu = self.align_on_device and self.detector.device.type == "cuda" and self.detector.module is not None
         frames_on_device = self.detector.upload(frames_rgb) if on_gpu else None
         if self.tracked is not None and frames_on_device is None:
-            detections = self.tracked.detect(frames_rgb, self.tracker)
+            detections = self.tracked.detect(frames_rgb, tracker, network_lock=self.network_lock)
         else:
-            detections = self.detector.detect(frames_rgb, frames_on_device)
+            detections = self.detector.detect(frames_rgb, frames_on_device, network_lock=self.network_lock)
         n = len(frames_rgb)
         batch = self._empty_batch(n)
         five = np.full((n, 5, 2), np.nan, np.float32)
         for i, frame_detections in enumerate(detections):
-            target = self.tracker.select(frame_detections)
+            target = tracker.select(frame_detections)
             if target is None:
                 continue
             batch.found[i] = True
@@ -150,7 +170,8 @@ class FaceAnalyzer:
             batch.scores[i] = frame_detections.scores[target]
             five[i] = frame_detections.landmarks[target]
             if self.fan is not None:
-                batch.landmarks[i] = self.fan.landmarks(frames_rgb[i], batch.boxes[i])
+                with self.network_lock:
+                    batch.landmarks[i] = self.fan.landmarks(frames_rgb[i], batch.boxes[i])
                 five[i] = five_from_68(batch.landmarks[i])
             else:
                 batch.landmarks[i] = five[i]

@@ -10,6 +10,7 @@ score threshold, identical for both backends and free of torchvision.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -127,11 +128,15 @@ class RetinaFaceDetector:
         return upload(frames_rgb, self.device)
 
     def detect(self, frames_rgb: np.ndarray, frames_on_device: Any = None,
-               source_size: tuple[int, int] | None = None) -> list[Detections]:
+               source_size: tuple[int, int] | None = None,
+               network_lock: AbstractContextManager | None = None) -> list[Detections]:
         """Detect faces in a chunk of RGB uint8 frames [N, H, W, 3]; one Detections per frame.
 
         frames_on_device: the same frames already uploaded with `upload` (the GPU path), to upload once.
-        source_size: (height, width) of the source when the frames were already downscaled for detection."""
+        source_size: (height, width) of the source when the frames were already downscaled for detection.
+        network_lock: held around the forward pass only, so threads sharing this detector overlap their
+        resizing, decoding of boxes and NMS while one forward pass runs at a time."""
+        network_lock = network_lock or nullcontext()
         if frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3:
             raise ValueError(f"expected frames [N, H, W, 3], got shape {frames_rgb.shape}")
         if len(frames_rgb) == 0:
@@ -142,10 +147,13 @@ class RetinaFaceDetector:
             uploaded = frames_on_device if frames_on_device is not None else self.upload(frames_rgb)
             from fervideo.faces.detector_torch import run_on_gpu
 
-            frame_of, anchor_of, loc, scores, landm = run_on_gpu(self.module, uploaded, small_h, small_w,
-                                                                 self.score_threshold)
+            with network_lock:
+                frame_of, anchor_of, loc, scores, landm = run_on_gpu(self.module, uploaded, small_h, small_w,
+                                                                     self.score_threshold)
         else:
-            frame_of, anchor_of, loc, scores, landm = self._run_network(self._downscale(frames_rgb, small_h, small_w))
+            small = self._downscale(frames_rgb, small_h, small_w)
+            with network_lock:
+                frame_of, anchor_of, loc, scores, landm = self._run_network(small)
         priors = priors_for(small_h, small_w)[anchor_of]
         # Normalised coordinates times the source size map straight back to source pixels.
         scale = np.array([width, height], np.float32)
@@ -156,14 +164,16 @@ class RetinaFaceDetector:
             for rows in (frame_of == i for i in range(len(frames_rgb)))
         ]
 
-    def detect_windows(self, windows: np.ndarray, offsets: np.ndarray, to_source: np.ndarray) -> list[Detections]:
+    def detect_windows(self, windows: np.ndarray, offsets: np.ndarray, to_source: np.ndarray,
+                       network_lock: AbstractContextManager | None = None) -> list[Detections]:
         """Detect in windows of frames already at detection scale [M, h, w, 3] (one shape per call);
         `offsets` [M, 2] is each window's (x0, y0) in the downscaled frame, `to_source` [2] the source
         pixels per detection pixel (x, y): results come back in source pixels, like `detect`'s."""
         if len(windows) == 0:
             return []
         size_h, size_w = windows.shape[1:3]
-        frame_of, anchor_of, loc, scores, landm = self._run_network(np.ascontiguousarray(windows))
+        with network_lock or nullcontext():
+            frame_of, anchor_of, loc, scores, landm = self._run_network(np.ascontiguousarray(windows))
         priors = priors_for(size_h, size_w)[anchor_of]
         extent = np.array([size_w, size_h], np.float32)
         origin = offsets[frame_of].astype(np.float32)

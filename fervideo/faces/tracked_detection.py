@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import AbstractContextManager
 
 import numpy as np
 
@@ -45,7 +46,10 @@ class TrackedDetection:
         self.full_every = int(full_every)
         self.last_counts = {"full": 0, "window": 0, "window_retried": 0}
 
-    def detect(self, frames_rgb: np.ndarray, tracker: TargetFaceTracker) -> list[Detections]:
+    def detect(self, frames_rgb: np.ndarray, tracker: TargetFaceTracker,
+               network_lock: AbstractContextManager | None = None) -> list[Detections]:
+        """`tracker` is the video's track (only a copy of it is advanced here); `network_lock` is held
+        around each forward pass, as in RetinaFaceDetector.detect."""
         n = len(frames_rgb)
         height, width = frames_rgb.shape[1:3]
         small_h, small_w = resized_shape(height, width, self.detector.detect_size)
@@ -53,7 +57,8 @@ class TrackedDetection:
         to_source = np.array([width / small_w, height / small_h], np.float32)
         results: list[Detections | None] = [None] * n
         anchors = list(range(0, n, self.full_every))
-        for index, found in zip(anchors, self.detector.detect(small[anchors], source_size=(height, width)),
+        for index, found in zip(anchors, self.detector.detect(small[anchors], source_size=(height, width),
+                                                                    network_lock=network_lock),
                                 strict=True):
             results[index] = found
         # The target at each anchor is what the tracker would choose there: found on a copy of it that
@@ -71,7 +76,8 @@ class TrackedDetection:
             windowed += len(members)
             x0, y0, x1, y1 = window
             offsets = np.tile(np.array([x0, y0], np.float32), (len(members), 1))
-            found_in_windows = self.detector.detect_windows(small[members, y0:y1, x0:x1], offsets, to_source)
+            found_in_windows = self.detector.detect_windows(small[members, y0:y1, x0:x1], offsets, to_source,
+                                                            network_lock)
             for index, found in zip(members, found_in_windows, strict=True):
                 if _trustworthy(found, window, (small_h, small_w), to_source):
                     results[index] = found
@@ -79,7 +85,8 @@ class TrackedDetection:
                 else:
                     retry.append(index)
         if retry:
-            for index, found in zip(retry, self.detector.detect(small[retry], source_size=(height, width)),
+            for index, found in zip(retry, self.detector.detect(small[retry], source_size=(height, width),
+                                                                  network_lock=network_lock),
                                     strict=True):
                 results[index] = found
         self.last_counts = {"full": len(anchors) + len(retry), "window": windowed,
