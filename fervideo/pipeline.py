@@ -228,7 +228,7 @@ class SessionProcessor:
             "classifier_name": self.classifier.result_name,  # "+int8" when quantised
             "classifier_sha256": self.classifier.weights_sha256,
             "detector_name": parameters.get("detector", "retinaface"),
-            "detector_params": {**parameters, "chunk_size": self.chunk_size, "decode_scale": stream.scale},
+            "detector_params": {**parameters, "chunk_size": stream.chunk_size, "decode_scale": stream.scale},
             "device": str(self.classifier.device),
         }
 

@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_FPS = 5.0
 DEFAULT_CHUNK_SIZE = 32
+# A chunk holds at most this many bytes of decoded frames (32 frames of 640x360; 8 of 1280x720): each
+# frame lives several times over while a chunk is decoded, queued, detected and classified, so peak
+# memory grows ~15 MB per 720p frame in a chunk (measured: ViT, 1280x720, 32-frame chunks 1.51 GB peak,
+# 8-frame chunks 1.15 GB). Smaller chunks cost little: the networks' batches stay 8 or more.
+MAX_CHUNK_BYTES = 24_000_000
+MIN_CHUNK_FRAMES = 4
 # Frames larger than this on their long side are decoded downscaled: a 224-px face crop needs no more,
 # and 4K frames would otherwise cost ~25 MB each.
 DEFAULT_MAX_DECODE_SIDE = 1280
@@ -309,7 +315,7 @@ class VideoStream:
         self.header, reader, first, self.turn = _open(self.path)
         self.info = _probe(self.path, self.header, reader, first)
         self.sample_fps = sample_fps
-        self.chunk_size = chunk_size
+        self.chunk_size = chunk_size  # the largest chunk asked for; see the frame budget below
         self.max_side = max_side
         self.scale = 1.0
         if max_side and max(self.info.width, self.info.height) > max_side:
@@ -334,6 +340,8 @@ class VideoStream:
             self.start_times = self.sampled_indices = None
             planned_timeline = _header_timeline(np.empty(0), self.header)
         self.frames_planned = len(sample_frame_indices(planned_timeline, sample_fps))
+        frame_bytes = 3 * round(self.info.width / self.scale) * round(self.info.height / self.scale)
+        self.chunk_size = max(min(chunk_size, MIN_CHUNK_FRAMES), min(chunk_size, MAX_CHUNK_BYTES // frame_bytes))
         self.frames_decoded = 0
         self.finished = False
 

@@ -291,3 +291,16 @@ def test_real_clip_probe(real_clip):
     info = probe_video(real_clip)
     assert (info.width, info.height, info.frame_count, info.codec) == (640, 360, 72, "h264")
     assert info.duration_s == pytest.approx(2.4, abs=0.05)
+
+
+def test_chunks_of_large_frames_hold_fewer_frames(tmp_path):
+    # Peak memory grows with the bytes of a chunk (each frame lives several times over in the pipeline):
+    # 1280x720 chunks hold 8 frames, 640x360 ones the full 32; never fewer than 4.
+    from fervideo.video import MAX_CHUNK_BYTES
+
+    big = VideoStream(pattern_video(tmp_path / "hd.mp4", n_frames=20, width=1280, height=720), sample_fps=0)
+    assert big.chunk_size == MAX_CHUNK_BYTES // (1280 * 720 * 3) == 8
+    assert [len(c) for c in big] == [8, 8, 4]
+    small = VideoStream(pattern_video(tmp_path / "sd.mp4", n_frames=40, width=640, height=360), sample_fps=0)
+    assert small.chunk_size == 32
+    assert VideoStream(pattern_video(tmp_path / "t.mp4", n_frames=4), sample_fps=0, chunk_size=3).chunk_size == 3
