@@ -82,11 +82,17 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
-def resolve_backend(backend: str | None, device_type: str) -> Backend:
-    """The backend to use for `backend` (None: $FERVIDEO_BACKEND or auto) on a device of `device_type`."""
+def requested_backend(backend: str | None) -> str:
+    """What was asked for: `backend`, else $FERVIDEO_BACKEND, else auto (checked, lower case)."""
     backend = (backend or os.environ.get(BACKEND_ENV) or "auto").lower()
     if backend not in BACKEND_CHOICES:
         raise InvalidArgumentError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {backend!r}")
+    return backend
+
+
+def resolve_backend(backend: str | None, device_type: str) -> Backend:
+    """The backend to use for `backend` (None: $FERVIDEO_BACKEND or auto) on a device of `device_type`."""
+    backend = requested_backend(backend)
     if backend == "torch" or (backend == "auto" and device_type != "cpu"):
         return "torch"
     if device_type != "cpu":

@@ -163,13 +163,29 @@ def test_onnx_baseline_builds_no_torch_network_when_the_export_is_cached(monkeyp
     assert RetinaFaceDetector(backend="onnx").backend == "onnx"
 
 
-def test_vit_stays_in_torch_whatever_the_backend(tmp_path: Path) -> None:
+def _standin_vit(folder: Path) -> Path:
     from fervideo.emotion import ViTTinyFER
 
-    path = tmp_path / "vit.pth"
+    path = folder / "vit.pth"
     torch.manual_seed(0)
     torch.save(ViTTinyFER().state_dict(), path)
-    assert load_classifier(str(path), device="cpu", backend="onnx").backend == "torch"
+    return path
+
+
+def test_onnx_vit_agrees_with_torch(tmp_path: Path, frames: np.ndarray) -> None:
+    path = _standin_vit(tmp_path)
+    crops = FaceAnalyzer(backend="torch").analyze(frames).crops
+    onnx = load_classifier(str(path), device="cpu", backend="onnx")
+    reference = load_classifier(str(path), device="cpu", backend="torch")
+    assert (onnx.backend, reference.backend) == ("onnx", "torch")
+    probs, expected = onnx.predict(crops), reference.predict(crops)
+    np.testing.assert_allclose(probs, expected, atol=1e-4)  # measured ~4e-7
+    assert (probs.argmax(1) == expected.argmax(1)).all()
+
+
+def test_int8_vit_stays_in_torch(tmp_path: Path) -> None:
+    path = _standin_vit(tmp_path)
+    assert load_classifier(str(path), device="cpu", backend="onnx", quantize="int8").backend == "torch"
 
 
 # --- ONNX cache and settings ----------------------------------------------------------------------
@@ -272,6 +288,19 @@ def test_process_with_a_warm_onnx_cache_never_imports_torch(real_clip: Path, db_
     if device == "auto" and Path("/proc/driver/nvidia").exists():  # a GPU machine: auto must look for CUDA
         outcome["loaded"] = [m for m in outcome["loaded"] if m != "torch"]
     assert outcome == {"code": 0, "loaded": []}
+
+
+def test_vit_with_a_warm_onnx_cache_imports_neither_torch_nor_timm(tmp_path: Path, real_clip: Path,
+                                                                   db_url: str) -> None:
+    vit = _standin_vit(tmp_path)
+    RetinaFaceDetector(backend="onnx")
+    load_classifier(str(vit), device="cpu", backend="onnx")
+    script = IN_PROCESS_CLI.replace(repr(HEAVY_MODULES), repr(("torch", *HEAVY_MODULES)))
+    command = [sys.executable, "-c", script, "process", str(real_clip), "--subject", "S01",
+               "--model", str(vit), "--device", "cpu", "--backend", "onnx", "--db", db_url]
+    completed = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {"code": 0, "loaded": []}
 
 
 def test_threaded_alignment_by_index_equals_the_serial_stack(monkeypatch, frames: np.ndarray) -> None:

@@ -8,12 +8,20 @@ from typing import Any
 
 import numpy as np
 
-from fervideo.emotion.config import MINI_XCEPTION, ModelConfig
+from fervideo.emotion.config import MINI_XCEPTION, SEED_VIT_CONFIG, ModelConfig
 from fervideo.emotion.preprocess import check_crops
 from fervideo.emotion.preprocess_numpy import to_model_input_numpy
 from fervideo.emotion.quantize import check_quantizable, normalise_quantize, quantize_dynamic_int8
 from fervideo.labels import CANONICAL_LABELS
-from fervideo.runtime import OnnxModel, device_of, export_onnx, load_onnx_model, resolve_backend, torch_device
+from fervideo.runtime import (
+    OnnxModel,
+    device_of,
+    export_onnx,
+    load_onnx_model,
+    requested_backend,
+    resolve_backend,
+    torch_device,
+)
 from fervideo.utils import sha256_file
 
 # torch is imported where a network runs in it (or is exported), never at the top: the baseline in ONNX
@@ -35,9 +43,11 @@ def _autocast(device) -> Iterator[None]:
         yield
 
 
-# Architectures that run faster in ONNX Runtime on the CPU (mini-Xception: 0.84 vs 3.7 ms per face).
-# The ViT-Tiny does not (16 ms vs 14.5 ms in torch), so it stays in torch whatever the backend setting.
-ONNX_ARCHITECTURES = (MINI_XCEPTION,)
+# Architectures `--backend auto` runs in ONNX Runtime on the CPU. mini-Xception: 0.84 vs 3.7 ms per face.
+# ViT-Tiny: as fast as torch in the pipeline (26.5 vs 26.6 sampled frames/s, docs/speed.md), and with a
+# warm export cache neither torch nor timm is imported: ~5 s less start-up, ~0.5 GB less memory. Other
+# architectures run there only when asked (`--backend onnx`); any export failure falls back to torch.
+ONNX_ARCHITECTURES = (MINI_XCEPTION, SEED_VIT_CONFIG.architecture)  # the ViT-Tiny
 
 
 def export_classifier_onnx(model, config: ModelConfig, path: Path) -> None:
@@ -52,9 +62,10 @@ def export_classifier_onnx(model, config: ModelConfig, path: Path) -> None:
 class EmotionClassifier:
     """A loaded classifier. `labels` is always CANONICAL_LABELS: the model's own order is remapped.
 
-    backend: auto, torch or onnx (fervideo.runtime); only ONNX_ARCHITECTURES run in ONNX Runtime, from an
-    export cached by the weights' sha256; that path preprocesses in numpy (preprocess_numpy, equal to the
-    torch preprocessing to float32 rounding) and builds the torch network only to export it the first time.
+    backend: auto, torch or onnx (fervideo.runtime); `auto` runs ONNX_ARCHITECTURES in ONNX Runtime, `onnx`
+    every architecture (quantize keeps torch), from an export cached by the weights' sha256; that path
+    preprocesses in numpy (preprocess_numpy, equal to the torch preprocessing to float32 rounding) and
+    builds the torch network only to export it the first time.
     model: the loaded network, or None with `build` (a function returning it) to build it only if needed.
     quantize: None (or "none") or "int8": dynamic int8 quantisation of a ViT on the CPU (emotion/quantize.py);
     it changes the results, so it shows in `result_name` and `provenance()`.
@@ -98,7 +109,8 @@ class EmotionClassifier:
         # Before any export or build: a refused option must not cost a network load first.
         check_quantizable(self.quantize, config.architecture, self.device.type, what=name)
         self.backend = resolve_backend(backend, self.device.type)
-        if config.architecture not in ONNX_ARCHITECTURES:
+        asked_for_onnx = requested_backend(backend) == "onnx"
+        if self.quantize or (config.architecture not in ONNX_ARCHITECTURES and not asked_for_onnx):
             self.backend = "torch"
         self._onnx: OnnxModel | None = None
         if self.backend == "onnx":
