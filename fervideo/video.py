@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_FPS = 5.0
 DEFAULT_CHUNK_SIZE = 32
-# A chunk holds at most this many bytes of decoded frames (32 frames of 640x360; 8 of 1280x720): each
-# frame lives several times over while a chunk is decoded, queued, detected and classified, so peak
-# memory grows ~15 MB per 720p frame in a chunk (measured: ViT, 1280x720, 32-frame chunks 1.51 GB peak,
-# 8-frame chunks 1.15 GB). Smaller chunks cost little: the networks' batches stay 8 or more.
-MAX_CHUNK_BYTES = 24_000_000
+# A chunk holds at most this many bytes of decoded frames: 32 frames up to 1280x720 (the largest size
+# decoded by default), fewer when `max_side` lets larger frames through. Each frame lives several times
+# over while a chunk is decoded, queued, detected and classified (~11 MB per 720p frame in a chunk, measured
+# with the ViT in ONNX Runtime: 8-frame chunks 0.50 GB peak, 32-frame 1.04 GB), but smaller chunks cost speed
+# (baseline at 720p: 8-frame chunks ~15 % slower, per-chunk work and smaller detector batches).
+MAX_CHUNK_BYTES = 96_000_000
 MIN_CHUNK_FRAMES = 4
 # Frames larger than this on their long side are decoded downscaled: a 224-px face crop needs no more,
 # and 4K frames would otherwise cost ~25 MB each.

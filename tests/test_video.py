@@ -295,12 +295,12 @@ def test_real_clip_probe(real_clip):
 
 def test_chunks_of_large_frames_hold_fewer_frames(tmp_path):
     # Peak memory grows with the bytes of a chunk (each frame lives several times over in the pipeline):
-    # 1280x720 chunks hold 8 frames, 640x360 ones the full 32; never fewer than 4.
+    # up to 1280x720 a chunk holds the full 32 frames; 1920x1080 decoded at full size (max_side=None) 15.
     from fervideo.video import MAX_CHUNK_BYTES
 
-    big = VideoStream(pattern_video(tmp_path / "hd.mp4", n_frames=20, width=1280, height=720), sample_fps=0)
-    assert big.chunk_size == MAX_CHUNK_BYTES // (1280 * 720 * 3) == 8
-    assert [len(c) for c in big] == [8, 8, 4]
-    small = VideoStream(pattern_video(tmp_path / "sd.mp4", n_frames=40, width=640, height=360), sample_fps=0)
-    assert small.chunk_size == 32
+    path = pattern_video(tmp_path / "fhd.mp4", n_frames=20, width=1920, height=1080)
+    big = VideoStream(path, sample_fps=0, max_side=None)
+    assert big.chunk_size == MAX_CHUNK_BYTES // (1920 * 1080 * 3) == 15
+    assert [len(c) for c in big] == [15, 5]
+    assert VideoStream(path, sample_fps=0).chunk_size == 32  # decoded at 1280x720 by default
     assert VideoStream(pattern_video(tmp_path / "t.mp4", n_frames=4), sample_fps=0, chunk_size=3).chunk_size == 3
