@@ -123,7 +123,10 @@ def run_process(video: Path, model: str, backend: str, threads: int, folder: Pat
 
 def measure(videos: dict[str, Path], vit: str, threads: int, folder: Path, label: str) -> list[tuple]:
     rows = []
-    vit_alone = run_json(["--vit-worker", str(threads), "10"])["fps"]
+    alone = run_json(["--vit-worker", str(threads), "10"])
+    vit_alone = alone["fps"]
+    print(f"{label}: ViT-Tiny alone, batch 32: torch {alone['fps_torch']:.1f} f/s, "
+          f"ONNX Runtime {alone['fps_onnx']:.1f} f/s", flush=True)
     for size, video in videos.items():
         runs = (("ViT-Tiny", vit, "auto"), ("ViT-Tiny, torch only", vit, "torch"),
                 ("mini-Xception", "mini-xception-fer2013", "auto"),

@@ -84,8 +84,8 @@ def compare(video: Path, fps: float, full_every: int, classifier) -> dict:
     counts = {"full": 0, "window": 0, "window_retried": 0}
     original = tracked.tracked.detect
 
-    def counting(frames, tracker):  # sums the passes of every chunk
-        result = original(frames, tracker)
+    def counting(frames, tracker, **options):  # sums the passes of every chunk
+        result = original(frames, tracker, **options)
         for key, value in tracked.tracked.last_counts.items():
             counts[key] += value
         return result
