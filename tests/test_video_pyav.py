@@ -95,3 +95,26 @@ def test_unknown_decoder_is_refused():
 
     with pytest.raises(InvalidArgumentError, match="decoder"):
         VideoStream(REAL_CLIP, decoder="gstreamer")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+
+
+def test_opening_a_video_does_not_start_decoding_it_all(tmp_path):
+    # Regression: reading the first frame at open set decord's worker decoding ahead for as long as the
+    # reader lived (while a long file is indexed and sampled): a 10-minute 720p file peaked at 1.2 GB
+    # before its first chunk. The reader `_open` returns must sit idle.
+    import time
+
+    from fervideo.video import _open
+
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(8)]
+    path = write_video(tmp_path / "long.mp4", (noise[i % 8] for i in range(900)))  # 30 s, 230 KB a frame
+    before = _rss_mb()
+    _, reader, first, _ = _open(path)
+    time.sleep(1.5)  # what a running worker would fill meanwhile: ~200 MB of decoded frames
+    assert reader is not None and first.shape == (240, 320, 3)
+    assert _rss_mb() - before < 60
