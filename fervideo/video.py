@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,8 +29,10 @@ from fervideo.video_container import (
     quiet_stderr,
     read_first_frame,
     read_header,
+    rotate_clockwise,
     sequential_frames,
 )
+from fervideo.video_decord import decode_batch, decoder_message, turn_still_needed, unpadded_rgb
 from fervideo.video_pyav import decode_sampled, pyav_available
 
 log = logging.getLogger(__name__)
@@ -95,17 +96,6 @@ def _check_readable_file(path: Path) -> None:
         raise InputVideoError(f"{path}: the file is empty (0 bytes); copy the recording again")
 
 
-def _decoder_message(exc: Exception) -> str:
-    """decord's messages start with a timestamp and its own source path; keep the part a user can use."""
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    text = lines[0] if lines else "unknown decoder error"
-    text = re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", text)
-    text = text.replace(str(Path.cwd()) + "/", "")
-    if text.startswith("Error reading "):  # decord's words for "FFmpeg found no container it knows"
-        return "no known container format, or its index is missing"
-    return text[:100]
-
-
 def _undecodable(path: Path, header: ContainerHeader, failure: str) -> InputVideoError:
     if header.unsupported_codec:
         return InputVideoError(
@@ -133,29 +123,6 @@ def _check_frame(path: Path, frame: np.ndarray) -> None:
                               "re-encode the file to H.264")
 
 
-def _rotate(frames: np.ndarray, clockwise: int) -> np.ndarray:
-    if clockwise == 0:
-        return frames
-    # np.rot90 turns counter-clockwise for positive k.
-    return np.ascontiguousarray(np.rot90(frames, k=-(clockwise // 90), axes=(1, 2)))
-
-
-def _turn_still_needed(decoded: np.ndarray, displayed: np.ndarray | None, rotation: int) -> int:
-    """The clockwise turn decord left undone: none for MP4/MOV (it applies their display matrix), the
-    whole rotation for Matroska/WebM (it ignores theirs). Decided by which of the two makes decord's first
-    frame match OpenCV's, which FFmpeg turns as a player would."""
-    if displayed is None:
-        return 0
-
-    def distance(turn: int) -> float:
-        turned = _rotate(decoded[None], turn)[0]
-        if turned.shape != displayed.shape:
-            return np.inf
-        return float(np.abs(turned[::4, ::4].astype(np.int16) - displayed[::4, ::4]).mean())
-
-    return min((0, rotation), key=distance)
-
-
 def _open(path: Path):
     """(header, decord reader or None when only the salvage reader can read it, first upright frame,
     the clockwise turn decord's frames still need)."""
@@ -172,13 +139,13 @@ def _open(path: Path):
         reader, first, failure = None, None, "no video frames"
         try:
             reader = decord.VideoReader(str(path), num_threads=1)
-            first = _unpadded_rgb(reader[0].asnumpy()) if len(reader) else None
+            first = unpadded_rgb(reader[0].asnumpy()) if len(reader) else None
             if first is not None:
                 # Reading a frame starts decord's worker decoding ahead, holding every frame it decodes
                 # (dmlc/decord#157): 1.5 GB within 2 s of opening a 720p file. A seek stops it.
                 reader.seek(0)
         except (decord.DECORDError, RuntimeError) as exc:  # RuntimeError when no video stream is found
-            failure = _decoder_message(exc)
+            failure = decoder_message(exc)
         if first is None:
             # decord indexes the whole file first and gives up on a missing tail or a damaged index;
             # reading front to back still gets what is there.
@@ -187,8 +154,8 @@ def _open(path: Path):
                 raise _undecodable(path, header, failure)
         turn = 0
         if reader is not None and header.rotation:
-            turn = _turn_still_needed(first, read_first_frame(path), header.rotation)
-            first = _rotate(first[None], turn)[0]
+            turn = turn_still_needed(first, read_first_frame(path), header.rotation)
+            first = rotate_clockwise(first[None], turn)[0]
     _check_frame(path, first)
     return header, reader, first, turn
 
@@ -258,38 +225,6 @@ def _header_timeline(start_times: np.ndarray, header: ContainerHeader) -> np.nda
     return np.concatenate([start_times, last + np.arange(1, missing + 1) / header.fps])
 
 
-def _unpadded_rgb(frames: np.ndarray) -> np.ndarray:
-    """decord 0.6 reports frames whose rows it padded (some widths, e.g. 48 or 72 px) as having 4 or 6
-    channels; the true layout is rows of `width * 3` bytes followed by padding. Strip the padding."""
-    if frames.shape[-1] <= 3:
-        return frames
-    *lead, height, width, channels = frames.shape
-    rows = frames.reshape(*lead, height, width * channels)[..., : width * 3]
-    return np.ascontiguousarray(rows.reshape(*lead, height, width, 3))
-
-
-def _decode_batch(reader, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decode `indices`; on a decoder error fall back frame by frame, skipping the frames that fail.
-
-    Returns the frames decoded and their indices (a subset of `indices`, in order).
-    """
-    import decord
-
-    try:
-        return _unpadded_rgb(reader.get_batch(indices.tolist()).asnumpy()), indices
-    except (decord.DECORDError, RuntimeError):
-        frames, kept = [], []
-        for index in indices.tolist():
-            try:
-                frames.append(reader[index].asnumpy())
-                kept.append(index)
-            except (decord.DECORDError, RuntimeError):
-                continue
-        if not frames:
-            return np.empty((0,), dtype=np.uint8), np.empty((0,), dtype=np.int64)
-        return _unpadded_rgb(np.stack(frames)), np.asarray(kept, dtype=np.int64)
-
-
 class VideoStream:
     """Sampled frames of one video, yielded in chunks of at most `chunk_size`, in presentation order.
 
@@ -327,10 +262,13 @@ class VideoStream:
             self.scale = max(self.info.width, self.info.height) / max_side
         # None: decord cannot read this file; frames are salvaged front to back (see video_container).
         self.salvaged = reader is None
-        # Indexed files stream front to back through PyAV (video_pyav) unless decord is asked for or
-        # PyAV is missing; decord then decodes chunk by chunk from its index.
-        self.decoder = "opencv" if self.salvaged else decoder if decoder != "auto" else (
-            "pyav" if pyav_available() else "decord")
+        # With FERVIDEO_DECODER=pyav indexed files stream front to back through PyAV (video_pyav);
+        # otherwise decord decodes chunk by chunk from its index.
+        # auto = decord: on a file damaged mid-way PyAV sometimes lost everything after the damage (23 of 50
+        # frames where decord decodes 46), so the faster PyAV path stays opt-in until that is understood.
+        self.decoder = "opencv" if self.salvaged else decoder if decoder != "auto" else "decord"
+        if self.decoder == "pyav" and not pyav_available():
+            self.decoder = "decord"
         if self.decoder == "pyav":
             self._reader = reader
         else:
@@ -340,7 +278,7 @@ class VideoStream:
             self.sampled_indices = sample_frame_indices(self.start_times, sample_fps)
             planned_timeline = _header_timeline(self.start_times, self.header)
             if self.decoder == "pyav":
-                self._reader = None  # stops decord's decode-ahead worker: PyAV reads the frames
+                self._reader = None  # PyAV reads the frames; decord's reader is done with
         else:
             self.start_times = self.sampled_indices = None
             planned_timeline = _header_timeline(np.empty(0), self.header)
@@ -395,14 +333,14 @@ class VideoStream:
     def _indexed_chunks(self) -> Iterator[FrameChunk]:
         for chunk_start in range(0, len(self.sampled_indices), self.chunk_size):
             wanted = self.sampled_indices[chunk_start : chunk_start + self.chunk_size]
-            frames, kept = _decode_batch(self._reader, wanted)
+            frames, kept = decode_batch(self._reader, wanted)
             # decord 0.6's worker thread keeps decoding ahead while we are busy elsewhere, until the
             # whole video sits in memory (dmlc/decord#157). A seek stops the worker and drops its
             # queue; the next batch seeks from the nearest key frame. Costs decode speed, keeps memory flat.
             self._reader.seek(0)
             if not len(kept):
                 return  # a whole chunk undecodable: the rest of the file is lost
-            yield FrameChunk(timestamps=self.start_times[kept], indices=kept, rgb=_rotate(frames, self.turn))
+            yield FrameChunk(timestamps=self.start_times[kept], indices=kept, rgb=rotate_clockwise(frames, self.turn))
 
     def _pyav_chunks(self) -> Iterator[FrameChunk]:
         # PyAV leaves every frame as stored: the container's whole rotation is applied here.
@@ -434,4 +372,4 @@ class VideoStream:
 def _chunk_of(batch: list[tuple[int, float, np.ndarray]], turn: int = 0) -> FrameChunk:
     indices, times, frames = zip(*batch, strict=True)
     return FrameChunk(timestamps=np.asarray(times, dtype=np.float64), indices=np.asarray(indices, dtype=np.int64),
-                      rgb=_rotate(np.stack(frames), turn))
+                      rgb=rotate_clockwise(np.stack(frames), turn))

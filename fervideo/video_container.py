@@ -162,3 +162,11 @@ def sequential_frames(path: Path, sample_fps: float, max_side: int | None) -> It
             index += 1
     finally:
         capture.release()
+
+
+def rotate_clockwise(frames: np.ndarray, clockwise: int) -> np.ndarray:
+    """Frames [N, H, W, C] turned `clockwise` degrees (a multiple of 90): a lossless turn."""
+    if clockwise == 0:
+        return frames
+    # np.rot90 turns counter-clockwise for positive k.
+    return np.ascontiguousarray(np.rot90(frames, k=-(clockwise // 90), axes=(1, 2)))

@@ -57,7 +57,7 @@ def decode_sampled(
     import av
 
     wanted_set = set(wanted.tolist())
-    last_wanted = int(wanted[-1]) if len(wanted) else -1
+    last_yielded = -1  # indices go out strictly increasing, each once, whatever a damaged packet says
     steps = np.diff(start_times)
     tolerance = float(np.median(steps)) / 2 if len(steps) else 1e-3
     width, height = size if size else (None, None)
@@ -75,8 +75,8 @@ def decode_sampled(
                 index = _index_of(frame.time, start_times, tolerance)
                 index = counter if index is None else index
                 counter = index + 1
-                if index in wanted_set:
+                # No early stop at the last wanted index: a damaged frame's timestamp may point anywhere.
+                if index in wanted_set and index > last_yielded:
+                    last_yielded = index
                     yield index, frame.to_ndarray(format="rgb24", width=width, height=height,
                                                   interpolation="BILINEAR")
-                if index >= last_wanted:
-                    return
