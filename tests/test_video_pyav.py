@@ -114,8 +114,9 @@ def rss():
         return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
 before = rss()
 _, reader, first, _ = _open(Path(sys.argv[1]))
-time.sleep(1.5)  # what a running worker would fill meanwhile: ~200 MB of decoded frames
-print(reader is not None, first.shape, rss() - before)
+opened = rss()
+time.sleep(2.0)  # what a running worker would fill meanwhile: 40-80 MB of decoded frames
+print(reader is not None, first.shape, rss() - before, rss() - opened)
 """
 
 
@@ -133,4 +134,8 @@ def test_opening_a_video_does_not_start_decoding_it_all(tmp_path):
     completed = subprocess.run([sys.executable, "-c", OPEN_AND_WAIT, str(path)], capture_output=True, text=True,
                                timeout=120, check=True)
     assert completed.stdout.startswith("True (240, 320, 3)"), completed.stdout
-    assert float(completed.stdout.split()[-1]) < 60, completed.stdout  # MB grown while the reader sat
+    opening_mb, idle_growth_mb = map(float, completed.stdout.split()[-2:])
+    # Opening itself allocates the reader and a frame (~45 MB here, 65 MB seen under CI's allocator); what
+    # tells decoding ahead is growth while the reader sits idle: 0 with the seek, 40-77 MB without it.
+    assert idle_growth_mb < 20, completed.stdout
+    assert opening_mb < 200, completed.stdout
