@@ -305,7 +305,11 @@ class VideoStream:
     def warnings(self) -> list[str]:
         """What the user must know about the decoded frames; complete once the stream is exhausted."""
         notes = []
-        if self.salvaged:
+        if self.salvaged and self.header.unsupported_codec:
+            # OpenCV's FFmpeg decodes AV1 (dav1d, OpenCV >= 5) where decord's cannot.
+            notes.append(f"fallback_decoder: decord cannot decode {self.header.unsupported_codec}; "
+                         "frames were read front to back")
+        elif self.salvaged:
             notes.append("fallback_decoder: the file's index could not be read; frames were read front to back")
         if self.finished and self.frames_decoded < self.frames_planned:
             notes.append(f"decode_incomplete: {self.frames_decoded} of {self.frames_planned} planned frames decoded")

@@ -26,8 +26,9 @@ import numpy as np  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-# Codecs FFmpeg can name but the decoders we ship cannot decode (no software AV1 decoder in decord's or
-# OpenCV's FFmpeg), by the FourCC OpenCV reports.
+# Codecs FFmpeg can name but decord's FFmpeg cannot decode, by the FourCC OpenCV reports. Such a file is read
+# front to back by OpenCV where its FFmpeg decodes the codec (AV1 through dav1d in OpenCV >= 5) and refused
+# by name where it does not.
 UNSUPPORTED_CODECS = {"av01": "AV1"}
 # FFmpeg's text-art "video" demuxers: they read any text file as a video of rendered characters.
 TEXT_ART_CODECS = {"ansi", "bintext", "xbin", "idf"}

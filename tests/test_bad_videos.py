@@ -86,7 +86,6 @@ REFUSED = {
     "16x16 frames": (lambda p: pattern_video(p, n_frames=3, width=16, height=16, pix_fmt="yuv444p"), 2,
                      "frames are 16x16 pixels, too small for face detection"),
     "audio only": (audio_only_file, 2, "no video stream"),
-    "AV1": (_av1, 2, "unsupported codec AV1"),
     "unreadable permissions": (_unreadable, 2, "not readable"),
 }
 SUFFIX = {"text named .txt": ".txt", "audio only": ".m4a", "directory without videos": ""}
@@ -149,6 +148,26 @@ def test_refused_video_is_one_line_exit_2_and_writes_nothing(tmp_path, capfd, sh
     assert err.count("\n") == 1 and err.startswith("error:") and message in err, err
     assert "Traceback" not in err and out == ""
     assert _sessions_of(shared_db, video) == []
+    _assert_database_consistent(shared_db)
+
+
+def test_av1_is_processed_where_opencv_decodes_it_and_refused_by_name_where_not(tmp_path, capfd, shared_db,
+                                                                               monkeypatch):
+    from fervideo.video_container import read_first_frame
+
+    video = _av1(tmp_path / "av1.mp4")
+    if read_first_frame(video) is not None:
+        code, _, err = _process(capfd, video, "AV101", shared_db)
+        assert code == 0, err
+        assert f"warning: {video.name}: fallback_decoder: decord cannot decode AV1" in err
+        [session] = _sessions_of(shared_db, video)
+        assert session.status == SessionStatus.DONE and session.frames_decoded == session.frames_planned == 1
+    refused = video.with_name("av1_refused.mp4")
+    shutil.copy(video, refused)
+    monkeypatch.setattr("fervideo.video.read_first_frame", lambda _path: None)  # an OpenCV without dav1d
+    code, out, err = _process(capfd, refused, "AV102", shared_db)
+    assert code == 2 and err.count("\n") == 1 and "error:" in err and "unsupported codec AV1" in err, err
+    assert out == "" and _sessions_of(shared_db, refused) == []
     _assert_database_consistent(shared_db)
 
 

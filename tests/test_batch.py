@@ -27,6 +27,13 @@ def make_videos(folder: Path, count: int, n_frames: int = 20) -> list[Path]:
     return [pattern_video(folder / f"v{i}.mp4", n_frames=n_frames + i, width=96, height=64) for i in range(count)]
 
 
+def long_video(folder: Path) -> Path:
+    """A video that takes seconds to process (about 8 s here at --fps 0): a test that stops a run once its
+    first chunk is written must not find it already finished. 600 frames at 96x64 took 0.8 s, under one
+    0.5-s poll, and a CI run saw the session `done` before the kill."""
+    return pattern_video(folder / "long.mp4", n_frames=900, width=320, height=240)
+
+
 def settings(db_url: str, **overrides) -> WorkerSettings:
     return WorkerSettings(db_url=db_url, model=BASELINE, sample_fps=overrides.pop("sample_fps", 0), threads=1,
                           **overrides)
@@ -176,14 +183,14 @@ def test_an_expired_heartbeat_is_taken_over(tmp_path, db_url, monkeypatch):
 
 
 def test_sigterm_marks_the_session_interrupted_and_exits_143(tmp_path, db_url):
-    video = pattern_video(tmp_path / "long.mp4", n_frames=600, width=96, height=64)
+    video = long_video(tmp_path)
     open_database(db_url)  # created here first: two processes must not both migrate a new database at once
     command = [sys.executable, "-m", "fervideo.cli", "process", str(video), "-s", "S1", "--fps", "0",
                "--model", BASELINE, "--db", db_url, "--threads", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not frame_counts(db_url):  # until the session has frames
-        time.sleep(0.5)
+        time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=180)
     assert process.returncode == 143, err
@@ -212,14 +219,14 @@ def test_ray_actors_process_the_batch_and_skip_what_is_done(local_ray, tmp_path,
 
 
 def test_workers_of_a_killed_runner_stop_and_mark_their_session_interrupted(tmp_path, db_url):
-    video = pattern_video(tmp_path / "long.mp4", n_frames=600, width=96, height=64)
+    video = long_video(tmp_path)
     open_database(db_url)  # created here first: two processes must not both migrate a new database at once
     command = [sys.executable, "-m", "fervideo.cli", "process", str(video), "-s", "S1", "--fps", "0",
                "--model", BASELINE, "--db", db_url, "--threads", "1"]
     runner = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not frame_counts(db_url):
-        time.sleep(0.5)
+        time.sleep(0.1)
     runner.kill()  # SIGKILL to the runner alone: its worker is told by the kernel (PR_SET_PDEATHSIG)
     runner.wait()
     while time.monotonic() < deadline and sessions_in(db_url)[0].status == SessionStatus.RUNNING:
@@ -310,7 +317,7 @@ def test_sessions_held_by_stopped_actors_are_marked_interrupted(tmp_path, any_db
 def test_sigterm_during_a_ray_batch_marks_the_sessions_in_flight_at_once(local_ray, tmp_path, db_url):
     import threading
 
-    video = pattern_video(tmp_path / "long.mp4", n_frames=600, width=96, height=64)
+    video = long_video(tmp_path)
     items = plan_from_paths([video], "S1")
     open_database(db_url)  # created here first: the watching thread must not migrate it while run_batch does
 
@@ -318,7 +325,7 @@ def test_sigterm_during_a_ray_batch_marks_the_sessions_in_flight_at_once(local_r
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not (os.path.exists(db_url.removeprefix("sqlite:///"))
                                                    and frame_counts(db_url)):
-            time.sleep(0.3)
+            time.sleep(0.1)
         os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler: no more dispatch, stop the actors
 
     threading.Thread(target=terminate_once_frames_arrive, daemon=True).start()

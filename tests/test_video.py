@@ -16,7 +16,7 @@ from synthetic_media import (
 )
 
 from fervideo.errors import InputVideoError, InvalidArgumentError
-from fervideo.video import MIN_FRAME_SIDE, VideoStream, probe_video, sample_frame_indices
+from fervideo.video import MIN_FRAME_SIDE, VideoStream, check_video_file, probe_video, sample_frame_indices
 
 
 @pytest.mark.parametrize("suffix", sorted(CONTAINER_CODECS))
@@ -249,15 +249,37 @@ def test_audio_only_file_says_no_video_stream(tmp_path):
         VideoStream(audio_only_file(tmp_path / "voice.m4a"))
 
 
-def test_av1_is_named_as_an_unsupported_codec(tmp_path, capfd):
+def _av1_video(path: Path) -> Path:
     try:
-        path = pattern_video(tmp_path / "av1.mp4", n_frames=3, width=64, height=64, codec="libsvtav1",
+        return pattern_video(path, n_frames=3, width=64, height=64, codec="libsvtav1",
                              options={"svtav1-params": "log-level=0"})
     except Exception as exc:  # the encoder is optional in PyAV builds
         pytest.skip(f"no AV1 encoder here: {exc}")
+
+
+def test_av1_is_read_front_to_back_where_opencv_decodes_it(tmp_path, capfd):
+    """decord cannot decode AV1; OpenCV >= 5 can (dav1d), so such a file is processed, and says how."""
+    from fervideo.video_container import read_first_frame
+
+    path = _av1_video(tmp_path / "av1.mp4")
+    if read_first_frame(path) is None:
+        pytest.skip("this OpenCV cannot decode AV1 (refusal tested below)")
     capfd.readouterr()
-    with pytest.raises(InputVideoError, match="unsupported codec AV1"):
+    stream = VideoStream(path, sample_fps=0)
+    frames = np.concatenate([chunk.rgb for chunk in stream])
+    assert frames.shape == (3, 64, 64, 3) and stream.salvaged
+    assert stream.warnings == ["fallback_decoder: decord cannot decode AV1; frames were read front to back"]
+    assert capfd.readouterr().err == ""
+
+
+def test_av1_is_named_as_an_unsupported_codec_where_nothing_decodes_it(tmp_path, capfd, monkeypatch):
+    path = _av1_video(tmp_path / "av1.mp4")
+    monkeypatch.setattr("fervideo.video.read_first_frame", lambda _path: None)  # an OpenCV without dav1d
+    capfd.readouterr()
+    with pytest.raises(InputVideoError, match="unsupported codec AV1; re-encode it"):
         VideoStream(path)
+    with pytest.raises(InputVideoError, match="unsupported codec AV1"):
+        check_video_file(path)
     assert capfd.readouterr().err == ""  # the decoders' complaints are not printed above the error
 
 
