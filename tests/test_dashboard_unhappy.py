@@ -79,7 +79,7 @@ def test_overview_keeps_undated_sessions_and_shows_statuses(unhappy):
     assert len(table) == len(UNHAPPY_SESSIONS)
     assert {"failed", "interrupted", "running", "done"} <= set(table["status"])
     assert "undated" in set(table["recorded_at"]) and "2024-04-02 10:00" in set(table["recorded_at"])
-    text_cells = table.select_dtypes(include="object").astype(str).to_numpy().ravel()
+    text_cells = table.select_dtypes(include=["object", "string"]).astype(str).to_numpy().ravel()
     assert not {"None", "nan", "NaN", "True", "False"} & set(text_cells)  # words, never Python's
 
 
