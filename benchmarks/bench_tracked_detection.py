@@ -81,17 +81,8 @@ def compare(video: Path, fps: float, full_every: int, classifier) -> dict:
     tracked = FaceAnalyzer(device="cpu", detect_region="tracked", full_every=full_every)
     run_faces(full, classifier, chunks[:1])  # warm-up, not counted
     found_a, boxes_a, probs_a, time_a = run_faces(full, classifier, chunks)
-    counts = {"full": 0, "window": 0, "window_retried": 0}
-    original = tracked.tracked.detect
-
-    def counting(frames, tracker, **options):  # sums the passes of every chunk
-        result = original(frames, tracker, **options)
-        for key, value in tracked.tracked.last_counts.items():
-            counts[key] += value
-        return result
-
-    tracked.tracked.detect = counting
     found_b, boxes_b, probs_b, time_b = run_faces(tracked, classifier, chunks)
+    counts = tracked.tracked.counts  # summed over every chunk
     both = found_a & found_b
     top1_same = np.zeros(len(found_a), bool)
     top1_same[both] = probs_a[both].argmax(1) == probs_b[both].argmax(1)

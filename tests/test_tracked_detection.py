@@ -43,7 +43,7 @@ def wide_shot(faces: np.ndarray, positions: list[tuple[int, int]]) -> np.ndarray
 
 def analyze_both(frames: np.ndarray) -> tuple:
     full, tracked = FaceAnalyzer(), FaceAnalyzer(detect_region="tracked")
-    return full.analyze(frames), tracked.analyze(frames), tracked.tracked.last_counts
+    return full.analyze(frames), tracked.analyze(frames), tracked.tracked.counts
 
 
 def test_windows_agree_with_full_frame_detection(faces):
@@ -80,6 +80,21 @@ def test_no_face_at_all_is_the_same(faces):
     empty[:] = empty[0, 200:, 400:].mean(axis=(0, 1)).astype(np.uint8)  # no face anywhere
     full, tracked, _ = analyze_both(empty)
     assert not full.found.any() and not tracked.found.any()
+
+
+def test_pass_counts_add_up_over_concurrent_videos(faces):
+    """--streams runs several videos' chunks through one analyzer at once: no chunk's counts are lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    drift = [(120 + 2 * i, 200 + 6 * i) for i in range(16)]
+    frames = wide_shot(faces, drift)
+    tracked = FaceAnalyzer(detect_region="tracked")
+    tracked.analyze(frames, tracked.new_tracker())
+    once = dict(tracked.tracked.counts)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: tracked.analyze(frames, tracked.new_tracker()), range(4)))
+    assert once["window"] > 0
+    assert dict(tracked.tracked.counts) == {key: 5 * value for key, value in once.items()}
 
 
 def test_setting_enters_the_settings_key_only_when_on():

@@ -63,6 +63,16 @@ def resized_shape(height: int, width: int, detect_size: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def downscale_frames(frames_rgb: np.ndarray, small_h: int, small_w: int) -> np.ndarray:
+    """Frames [N, H, W, 3] at the detector's input size (see resized_shape). INTER_AREA avoids aliasing;
+    frames already small enough pass through untouched."""
+    if (small_h, small_w) == frames_rgb.shape[1:3]:
+        return frames_rgb
+    return np.stack(
+        [cv2.resize(frame, (small_w, small_h), interpolation=cv2.INTER_AREA) for frame in frames_rgb]
+    )
+
+
 class RetinaFaceDetector:
     """RetinaFace MobileNet-0.25 over whole chunks of frames in one forward pass.
 
@@ -151,7 +161,7 @@ class RetinaFaceDetector:
                 frame_of, anchor_of, loc, scores, landm = run_on_gpu(self.module, uploaded, small_h, small_w,
                                                                      self.score_threshold)
         else:
-            small = self._downscale(frames_rgb, small_h, small_w)
+            small = downscale_frames(frames_rgb, small_h, small_w)
             with network_lock:
                 frame_of, anchor_of, loc, scores, landm = self._run_network(small)
         priors = priors_for(small_h, small_w)[anchor_of]
@@ -198,15 +208,6 @@ class RetinaFaceDetector:
         loc, conf, landm = self.raw_outputs(small)
         frame_of, anchor_of = np.nonzero(conf[..., 1] > self.score_threshold)
         return frame_of, anchor_of, loc[frame_of, anchor_of], conf[frame_of, anchor_of, 1], landm[frame_of, anchor_of]
-
-    @staticmethod
-    def _downscale(frames_rgb: np.ndarray, small_h: int, small_w: int) -> np.ndarray:
-        """INTER_AREA avoids aliasing; frames already small enough pass through untouched."""
-        if (small_h, small_w) == frames_rgb.shape[1:3]:
-            return frames_rgb
-        return np.stack(
-            [cv2.resize(frame, (small_w, small_h), interpolation=cv2.INTER_AREA) for frame in frames_rgb]
-        )
 
     def _select(self, boxes: np.ndarray, scores: np.ndarray, points: np.ndarray) -> Detections:
         """NMS over one frame's candidates; results sorted by descending score."""

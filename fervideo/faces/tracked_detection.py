@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
+from collections import Counter
 from contextlib import AbstractContextManager
 
 import numpy as np
 
-from fervideo.faces.detector import RetinaFaceDetector, resized_shape
+from fervideo.faces.detector import RetinaFaceDetector, downscale_frames, resized_shape
 from fervideo.faces.tracking import TargetFaceTracker
 from fervideo.faces.types import Detections
 
@@ -44,7 +46,10 @@ class TrackedDetection:
             raise ValueError(f"full_every must be >= 1, got {full_every}")
         self.detector = detector
         self.full_every = int(full_every)
-        self.last_counts = {"full": 0, "window": 0, "window_retried": 0}
+        # Frames searched in full, in a window, and in a window then again in full, over every call; a
+        # total under a lock because --streams runs several videos' chunks through one analyzer at once.
+        self.counts: Counter[str] = Counter(full=0, window=0, window_retried=0)
+        self._counts_lock = threading.Lock()
 
     def detect(self, frames_rgb: np.ndarray, tracker: TargetFaceTracker,
                network_lock: AbstractContextManager | None = None) -> list[Detections]:
@@ -53,7 +58,7 @@ class TrackedDetection:
         n = len(frames_rgb)
         height, width = frames_rgb.shape[1:3]
         small_h, small_w = resized_shape(height, width, self.detector.detect_size)
-        small = self.detector._downscale(frames_rgb, small_h, small_w)
+        small = downscale_frames(frames_rgb, small_h, small_w)
         to_source = np.array([width / small_w, height / small_h], np.float32)
         results: list[Detections | None] = [None] * n
         anchors = list(range(0, n, self.full_every))
@@ -89,8 +94,9 @@ class TrackedDetection:
                                                                   network_lock=network_lock),
                                     strict=True):
                 results[index] = found
-        self.last_counts = {"full": len(anchors) + len(retry), "window": windowed,
-                            "window_retried": windowed - (n - len(anchors) - len(retry))}
+        with self._counts_lock:
+            self.counts.update(full=len(anchors) + len(retry), window=windowed,
+                               window_retried=windowed - (n - len(anchors) - len(retry)))
         return results  # type: ignore[return-value]  (every frame filled by one of the passes)
 
 
