@@ -1,7 +1,11 @@
 """Small helpers shared by several stages."""
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+# Ids per IN (...) clause: well under every backend's parameter limit (SQLite's is 32,766 today, 999 before 3.32).
+ID_CHUNK = 500
 
 
 def sha256_file(path: str | Path, block_size: int = 1 << 20) -> str:
@@ -11,3 +15,9 @@ def sha256_file(path: str | Path, block_size: int = 1 << 20) -> str:
         while block := handle.read(block_size):
             digest.update(block)
     return digest.hexdigest()
+
+
+def id_chunks(ids: Sequence, size: int = ID_CHUNK) -> Iterator[Sequence]:
+    """`ids` in slices of at most `size`, for queries with `column.in_(slice)`."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]

@@ -410,7 +410,7 @@ def test_recorded_labels_follow_the_training_rule(factory):
 
 
 def test_cohort_export_carries_subject_level_labels(factory):
-    from fervideo.export.summary import cohort_table
+    from fervideo.export.cohort import cohort_table
 
     ids = _views_database(factory)
     table = cohort_table(factory).set_index("session_id")

@@ -12,11 +12,11 @@ SQLAlchemy Session or the sessionmaker from `fervideo.store.open_database`, neve
     export_sessions(factory, [12], "pdf", Path("out"))   # files, atomically, no overwrite without force
 """
 
+from fervideo.export.cohort import cohort_table
 from fervideo.export.files import atomic_write, output_path, sanitise_name, write_bytes, write_text
 from fervideo.export.report import build_report, render_report_html, render_report_pdf
 from fervideo.export.summary import (
     SCHEMA_VERSION,
-    cohort_table,
     face_gaps,
     feature_definitions,
     frames_table,

@@ -16,11 +16,13 @@ import pandas as pd
 from sqlalchemy import select
 
 from fervideo.errors import ExportError, InvalidArgumentError, NotFoundError
+from fervideo.export.cohort import cohort_table
 from fervideo.export.csv_cells import table_to_csv
 from fervideo.export.files import atomic_write, output_path, sanitise_name, write_bytes, write_text
 from fervideo.export.report import render_report_html, render_report_pdf
-from fervideo.export.summary import DbLike, _chunks, _with_session, cohort_table, frames_table, session_summary
+from fervideo.export.summary import DbLike, frames_table, session_summary, with_session
 from fervideo.store.models import SessionStatus, Subject, VideoSession
+from fervideo.utils import id_chunks
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def select_session_ids(db: DbLike, session_id: int | None = None, subject: str |
     """The finished sessions one of SESSION, --subject or --all names (exactly one must be given)."""
     if sum((session_id is not None, subject is not None, all_sessions)) != 1:
         raise InvalidArgumentError("name exactly one of SESSION, --subject ID or --all")
-    with _with_session(db) as session:
+    with with_session(db) as session:
         if session_id is not None:
             row = session.get(VideoSession, session_id)
             if row is None:
@@ -128,8 +130,8 @@ class PlannedFile:
 
 def _stems(db: DbLike, session_ids: Sequence[int]) -> dict[int, str]:
     codes: dict[int, str] = {}
-    with _with_session(db) as session:
-        for chunk in _chunks(list(session_ids)):
+    with with_session(db) as session:
+        for chunk in id_chunks(list(session_ids)):
             statement = select(VideoSession.id, Subject.code).join(Subject).where(VideoSession.id.in_(chunk))
             codes.update(session.execute(statement).all())
     # The code is cut so that the session id and the extension always survive in the file name.

@@ -4,7 +4,6 @@ all rows or none. A row that repeats a stored label is skipped; one that contrad
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from fervideo.phq.label_file import (
     shown,
 )
 from fervideo.phq.matching import calendar_day
+from fervideo.utils import id_chunks
 
 __all__ = ["MAX_SHOWN_PROBLEMS", "LabelFile", "LabelImportResult", "ParsedLabel", "import_labels",
            "parse_label_file"]
@@ -37,11 +37,6 @@ class LabelImportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _chunks(values: list, size: int = 500) -> Iterable[list]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
 def _subjects(db, codes: set[str]) -> dict[str, int]:
     """Subject ids by code, created where new. Plain rows, not ORM objects, and one executemany: a
     100k-row file stays quick."""
@@ -49,7 +44,7 @@ def _subjects(db, codes: set[str]) -> dict[str, int]:
 
     def load(wanted: set[str]) -> dict[str, int]:
         ids = {}
-        for chunk in _chunks(sorted(wanted)):
+        for chunk in id_chunks(sorted(wanted)):
             ids.update((code, id_) for code, id_ in db.execute(select(Subject.code, Subject.id)
                                                                .where(Subject.code.in_(chunk))))
         return ids
@@ -69,7 +64,7 @@ def _stored_labels(db, subject_ids: list[int]) -> dict[tuple, list]:
     columns = (PhqLabel.subject_id, PhqLabel.session_id, PhqLabel.administered_at, PhqLabel.instrument,
                PhqLabel.total, PhqLabel.items, PhqLabel.source_file)
     stored: dict[tuple, list] = {}
-    for chunk in _chunks(sorted(subject_ids)):
+    for chunk in id_chunks(sorted(subject_ids)):
         for row in db.execute(select(*columns).where(PhqLabel.subject_id.in_(chunk)).order_by(PhqLabel.id)):
             day = None if row.administered_at is None else calendar_day(row.administered_at)
             stored.setdefault((row.subject_id, row.session_id, day, row.instrument), []).append(row)

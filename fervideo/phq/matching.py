@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 
 from fervideo.errors import InvalidArgumentError
+from fervideo.utils import id_chunks
 
 __all__ = ["DEFAULT_LABEL_WINDOW_DAYS", "NO_MATCH_REASONS", "LabelMatch", "label_total", "labels_by_subject",
            "match_label", "recorded_labels"]
@@ -129,17 +130,12 @@ def match_label(labels: Iterable, session, instrument: str | None = None,
                       set_aside=set_aside)
 
 
-def _chunks(values: Sequence, size: int = 500) -> Iterable[Sequence]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
 def labels_by_subject(db, subject_ids: Iterable[int]) -> dict[int, list]:
     """Every stored PHQ label of these subjects, grouped by subject id (in id order)."""
     from fervideo.store import PhqLabel
 
     found: dict[int, list] = {}
-    for chunk in _chunks(sorted(set(subject_ids))):
+    for chunk in id_chunks(sorted(set(subject_ids))):
         for label in db.scalars(select(PhqLabel).where(PhqLabel.subject_id.in_(chunk)).order_by(PhqLabel.id)):
             found.setdefault(label.subject_id, []).append(label)
     return found
@@ -155,7 +151,7 @@ def recorded_labels(db, sessions: Sequence, instrument: str | None = None,
     rows = list(sessions)
     if rows and isinstance(rows[0], int):
         ids, rows = rows, []
-        for chunk in _chunks(sorted(set(ids))):
+        for chunk in id_chunks(sorted(set(ids))):
             rows.extend(db.scalars(select(VideoSession).where(VideoSession.id.in_(chunk))))
     labels = labels_by_subject(db, (row.subject_id for row in rows))
     matches = {row.id: match_label(labels.get(row.subject_id, []), row, instrument, window_days) for row in rows}
