@@ -262,11 +262,11 @@ class VideoStream:
             self.scale = max(self.info.width, self.info.height) / max_side
         # None: decord cannot read this file; frames are salvaged front to back (see video_container).
         self.salvaged = reader is None
-        # With FERVIDEO_DECODER=pyav indexed files stream front to back through PyAV (video_pyav);
-        # otherwise decord decodes chunk by chunk from its index.
-        # auto = decord: on a file damaged mid-way PyAV sometimes lost everything after the damage (23 of 50
-        # frames where decord decodes 46), so the faster PyAV path stays opt-in until that is understood.
-        self.decoder = "opencv" if self.salvaged else decoder if decoder != "auto" else "decord"
+        # Indexed files stream front to back through PyAV (video_pyav) where it is installed (auto), or
+        # are decoded chunk by chunk from decord's index (FERVIDEO_DECODER=decord). PyAV was once seen
+        # to stop yielding frames after a damaged spot; whatever it leaves after its last frame is then
+        # decoded by decord (_pyav_chunks), so the faster path never loses a file's tail.
+        self.decoder = "opencv" if self.salvaged else decoder if decoder != "auto" else "pyav"
         if self.decoder == "pyav" and not pyav_available():
             self.decoder = "decord"
         if self.decoder == "pyav":
@@ -287,6 +287,12 @@ class VideoStream:
         self.chunk_size = max(min(chunk_size, MIN_CHUNK_FRAMES), min(chunk_size, MAX_CHUNK_BYTES // frame_bytes))
         self.frames_decoded = 0
         self.finished = False
+
+    def _decord_reader(self):
+        """A fresh decord reader of this file, at the decoding scale."""
+        import decord
+
+        return decord.VideoReader(str(self.path), num_threads=1) if self.scale == 1.0 else self._open_scaled_reader()
 
     def _open_scaled_reader(self):
         import decord
@@ -334,9 +340,11 @@ class VideoStream:
         if self.frames_decoded < self.frames_planned:
             log.info("%s: %d of %d planned frames decoded", self.path, self.frames_decoded, self.frames_planned)
 
-    def _indexed_chunks(self) -> Iterator[FrameChunk]:
-        for chunk_start in range(0, len(self.sampled_indices), self.chunk_size):
-            wanted = self.sampled_indices[chunk_start : chunk_start + self.chunk_size]
+    def _indexed_chunks(self, indices: np.ndarray | None = None) -> Iterator[FrameChunk]:
+        """Chunks of `indices` (default: the whole sampling plan) decoded by decord from its index."""
+        indices = self.sampled_indices if indices is None else indices
+        for chunk_start in range(0, len(indices), self.chunk_size):
+            wanted = indices[chunk_start : chunk_start + self.chunk_size]
             frames, kept = decode_batch(self._reader, wanted)
             # decord 0.6's worker thread keeps decoding ahead while we are busy elsewhere, until the
             # whole video sits in memory (dmlc/decord#157). A seek stops the worker and drops its
@@ -353,13 +361,25 @@ class VideoStream:
             width, height = round(self.info.width / self.scale), round(self.info.height / self.scale)
             size = (height, width) if self.header.rotation in (90, 270) else (width, height)
         batch: list[tuple[int, float, np.ndarray]] = []
+        last = -1
         for index, frame in decode_sampled(self.path, self.start_times, self.sampled_indices, size):
             batch.append((index, float(self.start_times[index]), frame))
+            last = index
             if len(batch) == self.chunk_size:
                 yield _chunk_of(batch, self.header.rotation)
                 batch = []
         if batch:
             yield _chunk_of(batch, self.header.rotation)
+        tail = self.sampled_indices[self.sampled_indices > last]
+        if len(tail):
+            # PyAV stopped short of the end (damage, or a demuxer that gave up): decord, which seeks by
+            # its index, decodes what is left. Indices stay increasing; a frame neither reads is lost.
+            log.info("%s: PyAV stopped before %d planned frames; decoding them with decord", self.path, len(tail))
+            self._reader = self._decord_reader()
+            try:
+                yield from self._indexed_chunks(tail)
+            finally:
+                self._reader = None
 
     def _sequential_chunks(self) -> Iterator[FrameChunk]:
         batch: list[tuple[int, float, np.ndarray]] = []

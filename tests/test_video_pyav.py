@@ -75,18 +75,41 @@ def test_rotated_and_downscaled_keeps_its_shape(tmp_path):
 
 
 def test_corrupt_middle_is_reported_honestly(tmp_path):
-    # PyAV sometimes stops yielding frames after the damage (23 of 50, where decord decodes 46): why it
-    # varies is not understood yet, so PyAV is opt-in (FERVIDEO_DECODER=pyav). What must hold either way:
-    # indices strictly increasing, and any loss said in the warnings.
+    # Measured: PyAV decodes 49 of 50 frames here, decord 46. Indices strictly increasing, any loss said.
     source = faststart_noise_video(tmp_path / "full.mp4")
     stream = VideoStream(damaged_copy(source, tmp_path / "mid.mp4", corrupt_at=0.5), sample_fps=0, decoder="pyav")
     indices = np.concatenate([c.indices for c in stream])
-    assert 20 <= len(indices) <= 50 and np.all(np.diff(indices) > 0)
+    assert 45 <= len(indices) <= 50 and np.all(np.diff(indices) > 0)
     assert (len(indices) < 50) == any(w.startswith("decode_incomplete") for w in stream.warnings)
 
 
-def test_decord_is_the_default_decoder():
-    assert VideoStream(REAL_CLIP).decoder == "decord"
+@pytest.mark.parametrize("max_side", [None, 64])
+def test_what_pyav_leaves_undecoded_at_the_end_is_decoded_by_decord(tmp_path, monkeypatch, max_side):
+    """PyAV was once seen to stop after a damaged spot (23 of 50 frames where decord decodes 46), in a test
+    order not reproduced since. Simulated here: it gives up half-way; decord decodes the rest."""
+    import fervideo.video as video
+
+    path = pattern_video(tmp_path / "clip.mp4", n_frames=40, width=96, height=80)
+    real = video.decode_sampled
+
+    def gives_up_half_way(path, start_times, wanted, size=None):
+        for count, item in enumerate(real(path, start_times, wanted, size)):
+            if count == len(wanted) // 2:
+                return
+            yield item
+
+    reference = _decoded(path, "decord", sample_fps=0, max_side=max_side, chunk_size=8)
+    monkeypatch.setattr(video, "decode_sampled", gives_up_half_way)
+    indices, times, frames, stream = _decoded(path, "pyav", sample_fps=0, max_side=max_side, chunk_size=8)
+    np.testing.assert_array_equal(indices, reference[0])
+    np.testing.assert_array_equal(times, reference[1])
+    assert np.abs(frames.astype(np.int16) - reference[2]).mean() <= (0.0 if max_side is None else 8.0)
+    assert stream.warnings == [] and stream._reader is None  # nothing lost; decord's reader closed again
+
+
+def test_pyav_is_the_default_decoder():
+    assert VideoStream(REAL_CLIP).decoder == "pyav"
+    assert VideoStream(REAL_CLIP, decoder="decord").decoder == "decord"
 
 
 def test_no_decode_ahead_while_the_caller_works(tmp_path):
