@@ -220,11 +220,12 @@ def make_short_video(folder: Path, frames: np.ndarray, seconds: int = 10) -> Pat
     return path
 
 
-def bench_decode(video: Path, sample_fps: float, batch: int, budget_s: float) -> dict:
+def bench_decode(video: Path, sample_fps: float, batch: int, budget_s: float, device: str) -> dict:
+    from fervideo.runtime import decode_threads
     from fervideo.video import VideoStream
 
     started = time.perf_counter()
-    stream = VideoStream(video, sample_fps, batch)
+    stream = VideoStream(video, sample_fps, batch, decode_threads=decode_threads(device))
     open_s = time.perf_counter() - started
     done, started = 0, time.perf_counter()
     for chunk in stream:
@@ -306,6 +307,8 @@ def main() -> None:
             print(f"  {label:<12} {rate_line(r)}  GPU {r['gpu']}; detect {share(r['detect_s'], r['seconds'])}, "
                   f"align {share(r['align_s'], r['seconds'])}, classify {share(r['classify_s'], r['seconds'])}")
 
+    from fervideo.runtime import decode_threads
+
     missing = [name for name in ("decord", "sqlalchemy") if importlib.util.find_spec(name) is None]
     if missing:
         print(f"\ndecode and end-to-end stages skipped: {', '.join(missing)} not installed (pip install -e .)")
@@ -319,8 +322,9 @@ def main() -> None:
         print(f"\nvideo: {how}, {video.stat().st_size / 1e6:.0f} MB, made in {time.perf_counter() - started:.1f} s")
         for label, fps, _rate in modes:
             if "decode" not in args.skip:
-                r = bench_decode(video, fps, args.batch, args.budget_s)
-                print(f"  decode  {label:<12} {rate_line(r)}  (opening/indexing {r['open_s']:.1f} s)")
+                r = bench_decode(video, fps, args.batch, args.budget_s, device)
+                print(f"  decode  {label:<12} {rate_line(r)}  (opening/indexing {r['open_s']:.1f} s, "
+                      f"{decode_threads(device)} decoding threads)")
             if "e2e" not in args.skip:
                 r = bench_end_to_end(video, frames, fps, device, args.batch, args.budget_s, folder, args.backend)
                 print(f"  e2e     {label:<12} {rate_line(r)}  GPU {r['gpu']}; "

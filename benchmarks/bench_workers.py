@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     import av  # noqa: F401  PyAV before decord (see tests/conftest.py)
 
-    from fervideo.batch.runner import available_cores
+    from fervideo.runtime import available_cores
 
     with tempfile.TemporaryDirectory(prefix="fervideo-bench-workers-") as tmp:
         folder = Path(tmp)

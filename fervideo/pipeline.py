@@ -40,7 +40,7 @@ from fervideo.faces import FaceAnalyzer, FaceBatch, TargetFaceTracker
 from fervideo.features import store_session_features
 from fervideo.interrupts import raise_if_stop_requested
 from fervideo.labels import CANONICAL_LABELS
-from fervideo.runtime import apply_thread_policy
+from fervideo.runtime import apply_thread_policy, decode_threads
 from fervideo.session_records import (  # noqa: F401  SessionBusyError: re-exported, callers import it from here
     SessionBusyError,
     fail_session,
@@ -198,6 +198,8 @@ class SessionProcessor:
             device=str(self.classifier.device), landmarks=landmarks, backend=backend, threads=threads,
             detect_region=detect_region,  # "tracked": faces/tracked_detection.py, in the settings key when on
         )
+        # Not in the settings key: threaded decoding gives the same frames (tests/test_video_pyav.py).
+        self.decode_threads = decode_threads(str(self.classifier.device))
         # One forward pass at a time (detector, FAN, classifier) when several threads share these networks
         # (`--streams`): each video's batches and so its rows stay exactly those of a one-at-a-time run.
         self.network_lock = self.faces.network_lock
@@ -255,7 +257,7 @@ class SessionProcessor:
         path = Path(path)
         started = time.perf_counter()
         # Opening the stream probes the file: it fails fast, before anything is written.
-        stream = VideoStream(path, self.sample_fps, self.chunk_size)
+        stream = VideoStream(path, self.sample_fps, self.chunk_size, decode_threads=self.decode_threads)
         video_sha256 = sha256_file(path)
         existing = None if force else find_done_session(self.db, subject, video_sha256, self.settings_key)
         if existing is not None:

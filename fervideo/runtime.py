@@ -32,6 +32,7 @@ Backend = Literal["torch", "onnx"]
 BACKEND_CHOICES = ("auto", "torch", "onnx")
 BACKEND_ENV = "FERVIDEO_BACKEND"
 THREADS_ENV = "FERVIDEO_THREADS"
+DECODE_THREADS_ENV = "FERVIDEO_DECODE_THREADS"
 # Bump when the exported graphs change (input layout, fused preprocessing), so old exports are not reused.
 ONNX_EXPORT_VERSION = 1
 
@@ -105,6 +106,36 @@ def resolve_backend(backend: str | None, device_type: str) -> Backend:
     return "onnx"
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def decode_threads(device: str) -> int:
+    """FFmpeg decoding threads per video for the front-to-back (PyAV) decoder.
+
+    One on the CPU: there the other cores run the networks, and one thread decodes 1280x720 faster than
+    they consume it (frame threads were slower on 2 cores, docs/speed.md). On a GPU the networks leave
+    the CPU idle and one decoding thread was the bound (133 sampled frames/s at 5 fps on an H200), so
+    half the cores, at most 8, decode. FERVIDEO_DECODE_THREADS overrides either.
+    """
+    raw = os.environ.get(DECODE_THREADS_ENV)
+    if raw:
+        try:
+            count = int(raw)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise InvalidArgumentError(f"{DECODE_THREADS_ENV} must be a whole number >= 1, got {raw!r}")
+        return count
+    if not str(device).startswith("cuda"):
+        return 1
+    return max(1, min(8, available_cores() // 2))
+
+
 def resolve_threads(threads: int | None) -> int:
     """Intra-op threads: `threads` (None: $FERVIDEO_THREADS or 0); 0 means every core available."""
     if threads is None:
@@ -116,7 +147,7 @@ def resolve_threads(threads: int | None) -> int:
     if threads < 0:
         raise InvalidArgumentError(f"--threads must be >= 0 (0 = all cores), got {threads}")
     if threads == 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = available_cores()
     return threads
 
 

@@ -242,6 +242,7 @@ class VideoStream:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_side: int | None = DEFAULT_MAX_DECODE_SIDE,
         decoder: str | None = None,
+        decode_threads: int = 1,  # FFmpeg threads of the PyAV decoder (fervideo.runtime.decode_threads)
     ) -> None:
         decoder = decoder or os.environ.get("FERVIDEO_DECODER") or "auto"  # docs/speed.md
         if decoder not in ("auto", "pyav", "decord"):
@@ -256,7 +257,7 @@ class VideoStream:
         self.info = _probe(self.path, self.header, reader, first)
         self.sample_fps = sample_fps
         self.chunk_size = chunk_size  # the largest chunk asked for; see the frame budget below
-        self.max_side = max_side
+        self.max_side, self.decode_threads = max_side, decode_threads
         self.scale = 1.0
         if max_side and max(self.info.width, self.info.height) > max_side:
             self.scale = max(self.info.width, self.info.height) / max_side
@@ -362,8 +363,8 @@ class VideoStream:
             size = (height, width) if self.header.rotation in (90, 270) else (width, height)
         batch: list[tuple[int, float, np.ndarray]] = []
         last = -1
-        for index, frame in decode_sampled(self.path, self.start_times, self.sampled_indices, size):
-            batch.append((index, float(self.start_times[index]), frame))
+        for index, rgb in decode_sampled(self.path, self.start_times, self.sampled_indices, size, self.decode_threads):
+            batch.append((index, float(self.start_times[index]), rgb))
             last = index
             if len(batch) == self.chunk_size:
                 yield _chunk_of(batch, self.header.rotation)

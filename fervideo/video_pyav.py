@@ -23,11 +23,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# One decoding thread: on the CPU the other cores run the networks, and FFmpeg's frame threads were
-# measured slower than one thread on a 2-core machine (113 vs 151 sampled frames/s at 1280x720).
-DECODE_THREADS = 1
-
-
 def pyav_available() -> bool:
     try:
         import av  # noqa: F401
@@ -47,12 +42,14 @@ def _index_of(time_s: float | None, start_times: np.ndarray, tolerance_s: float)
 
 
 def decode_sampled(
-    path: Path, start_times: np.ndarray, wanted: np.ndarray, size: tuple[int, int] | None = None
+    path: Path, start_times: np.ndarray, wanted: np.ndarray, size: tuple[int, int] | None = None,
+    threads: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB frame) for each index in `wanted` that decodes, in presentation order.
 
     `start_times` is decord's index of the file (seconds); `size` = (width, height) to scale to, as
     stored (before any turn). Frames are not turned: the caller applies the container's rotation.
+    `threads` > 1 turns on FFmpeg's frame and slice threads (fervideo.runtime.decode_threads says when).
     """
     import av
 
@@ -64,7 +61,9 @@ def decode_sampled(
     counter = 0  # presentation-order position, used where a frame carries no timestamp
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_count = DECODE_THREADS
+        stream.thread_count = threads
+        if threads > 1:
+            stream.thread_type = "AUTO"
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()

@@ -252,6 +252,24 @@ def test_threads_setting(monkeypatch) -> None:
         resolve_threads(-1)
 
 
+def test_decode_threads_policy(monkeypatch) -> None:
+    # One FFmpeg thread on the CPU (the cores run the networks); on a GPU, half the cores up to 8.
+    from fervideo import runtime
+
+    monkeypatch.delenv("FERVIDEO_DECODE_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "available_cores", lambda: 16)
+    assert runtime.decode_threads("cpu") == 1
+    assert runtime.decode_threads("cuda:0") == 8
+    monkeypatch.setattr(runtime, "available_cores", lambda: 2)
+    assert runtime.decode_threads("cuda") == 1
+    monkeypatch.setenv("FERVIDEO_DECODE_THREADS", "3")
+    assert runtime.decode_threads("cpu") == 3
+    for bad in ("0", "-2", "all"):
+        monkeypatch.setenv("FERVIDEO_DECODE_THREADS", bad)
+        with pytest.raises(InvalidArgumentError, match="FERVIDEO_DECODE_THREADS must be a whole number >= 1"):
+            runtime.decode_threads("cuda")
+
+
 # --- start-up -------------------------------------------------------------------------------------
 
 HEAVY_MODULES = ("timm", "torchvision", "face_alignment")

@@ -41,6 +41,19 @@ def test_real_clip_same_frames_as_decord(fps):
     _assert_same_frames(REAL_CLIP, sample_fps=fps, chunk_size=7)
 
 
+@pytest.mark.parametrize("fps", [5.0, 0.0])
+def test_threaded_decoding_gives_the_same_frames(fps):
+    # On a GPU the PyAV decoder runs FFmpeg's frame threads (fervideo.runtime.decode_threads): same frames.
+    _assert_same_frames(REAL_CLIP, sample_fps=fps, chunk_size=7, decode_threads=4)
+
+
+def test_threaded_decoding_of_rotated_and_variable_rate_files(tmp_path):
+    _assert_same_frames(rotated_video(tmp_path / "phone.mp4", 90), sample_fps=0, decode_threads=3)
+    stamps = [i / 30 for i in range(30)] + [1 + i / 10 for i in range(10)]
+    vfr = pattern_video(tmp_path / "vfr.mp4", n_frames=40, timestamps_s=stamps)
+    _assert_same_frames(vfr, sample_fps=10, decode_threads=3)
+
+
 @pytest.mark.parametrize("suffix", ["mp4", "mkv"])
 def test_variable_frame_rate_same_frames(tmp_path, suffix):
     stamps = [i / 30 for i in range(30)] + [1 + i / 10 for i in range(10)]
@@ -92,8 +105,8 @@ def test_what_pyav_leaves_undecoded_at_the_end_is_decoded_by_decord(tmp_path, mo
     path = pattern_video(tmp_path / "clip.mp4", n_frames=40, width=96, height=80)
     real = video.decode_sampled
 
-    def gives_up_half_way(path, start_times, wanted, size=None):
-        for count, item in enumerate(real(path, start_times, wanted, size)):
+    def gives_up_half_way(path, start_times, wanted, size=None, threads=1):
+        for count, item in enumerate(real(path, start_times, wanted, size, threads)):
             if count == len(wanted) // 2:
                 return
             yield item

@@ -5,7 +5,6 @@ video whose worker died, forwards SIGINT/SIGTERM, and collects one outcome per i
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -17,17 +16,11 @@ from fervideo.batch.local import STOP_GRACE_S, LocalPool, WorkerProcess, WorkerS
 from fervideo.batch.plan import WorkItem
 from fervideo.batch.work import BUSY, DONE, FAILED, INTERRUPTED, SKIPPED, ItemOutcome, WorkerSettings
 from fervideo.errors import FervideoError
+from fervideo.runtime import available_cores
 
 DEFAULT_VIDEO_TIMEOUT_S = 6 * 3600.0  # generous: hours of video on a slow CPU still fit; 0 = no limit
 DEFAULT_RETRIES = 1  # a video whose worker died (OOM killer, lost node) is handed on once more
 THREADS_PER_CPU_WORKER = 4  # torch gains little beyond ~4 intra-op threads on these small batches
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def default_workers(device: str) -> int:

@@ -9,12 +9,13 @@ the brows inside the crop with a little background around them.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import cv2
 import numpy as np
+
+from fervideo.runtime import available_cores
 
 CROP_SIZE = 224
 DEFAULT_MARGIN = 0.2
@@ -141,5 +142,5 @@ PARALLEL_MIN_FACES = 64
 @lru_cache(maxsize=1)
 def worker_pool() -> ThreadPoolExecutor | None:
     """A small shared pool, only where there are cores to spare (not on the 2-core machines)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     return ThreadPoolExecutor(max_workers=min(8, cores), thread_name_prefix="fervideo-align") if cores > 4 else None
