@@ -224,15 +224,16 @@ def bench_decode(video: Path, sample_fps: float, batch: int, budget_s: float, de
     from fervideo.runtime import decode_threads
     from fervideo.video import VideoStream
 
-    started = time.perf_counter()
-    stream = VideoStream(video, sample_fps, batch, decode_threads=decode_threads(device))
+    started, threads = time.perf_counter(), decode_threads(device)
+    stream = VideoStream(video, sample_fps, batch, decode_threads=threads)
     open_s = time.perf_counter() - started
     done, started = 0, time.perf_counter()
     for chunk in stream:
         done += len(chunk)
         if time.perf_counter() - started > budget_s:
             break
-    return {"frames": done, "total": len(stream), "seconds": time.perf_counter() - started, "open_s": open_s}
+    return {"frames": done, "total": len(stream), "seconds": time.perf_counter() - started, "open_s": open_s,
+            "threads": threads}
 
 
 def bench_end_to_end(video: Path, frames: np.ndarray, sample_fps: float, device: str, batch: int,
@@ -307,8 +308,6 @@ def main() -> None:
             print(f"  {label:<12} {rate_line(r)}  GPU {r['gpu']}; detect {share(r['detect_s'], r['seconds'])}, "
                   f"align {share(r['align_s'], r['seconds'])}, classify {share(r['classify_s'], r['seconds'])}")
 
-    from fervideo.runtime import decode_threads
-
     missing = [name for name in ("decord", "sqlalchemy") if importlib.util.find_spec(name) is None]
     if missing:
         print(f"\ndecode and end-to-end stages skipped: {', '.join(missing)} not installed (pip install -e .)")
@@ -324,7 +323,7 @@ def main() -> None:
             if "decode" not in args.skip:
                 r = bench_decode(video, fps, args.batch, args.budget_s, device)
                 print(f"  decode  {label:<12} {rate_line(r)}  (opening/indexing {r['open_s']:.1f} s, "
-                      f"{decode_threads(device)} decoding threads)")
+                      f"{r['threads']} decoding threads)")
             if "e2e" not in args.skip:
                 r = bench_end_to_end(video, frames, fps, device, args.batch, args.budget_s, folder, args.backend)
                 print(f"  e2e     {label:<12} {rate_line(r)}  GPU {r['gpu']}; "

@@ -118,10 +118,10 @@ def decode_threads(device: str) -> int:
     """FFmpeg decoding threads per video for the front-to-back (PyAV) decoder.
 
     One on the CPU: there the other cores run the networks, and one thread decodes 1280x720 faster than
-    they consume it (frame threads were slower on 2 cores, docs/speed.md). On a GPU decoding is the bound
-    (133 sampled frames/s at 5 fps with one thread on an H200, 126-188 with 4-16: the Python loop over the
-    packets weighs as much as FFmpeg), so half the cores, at most 8, decode. FERVIDEO_DECODE_THREADS
-    overrides either.
+    they consume it (frame threads were slower on 2 cores: 113 vs 151 sampled frames/s at 1280x720). On a
+    GPU decoding is the bound (133 sampled frames/s at 5 fps with one thread on an H200, 126-188 with 4-16:
+    the Python loop over the packets weighs as much as FFmpeg), so half the cores, at most 8, decode.
+    FERVIDEO_DECODE_THREADS overrides either.
     """
     raw = os.environ.get(DECODE_THREADS_ENV)
     if raw:

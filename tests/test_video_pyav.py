@@ -42,9 +42,19 @@ def test_real_clip_same_frames_as_decord(fps):
 
 
 @pytest.mark.parametrize("fps", [5.0, 0.0])
-def test_threaded_decoding_gives_the_same_frames(fps):
+def test_threaded_decoding_gives_the_same_frames(fps, monkeypatch):
     # On a GPU the PyAV decoder runs FFmpeg's frame threads (fervideo.runtime.decode_threads): same frames.
+    import fervideo.video as video
+
+    real, asked = video.decode_sampled, []
+
+    def recording(path, start_times, wanted, size=None, threads=1):
+        asked.append(threads)
+        return real(path, start_times, wanted, size, threads)
+
+    monkeypatch.setattr(video, "decode_sampled", recording)
     _assert_same_frames(REAL_CLIP, sample_fps=fps, chunk_size=7, decode_threads=4)
+    assert asked == [4]  # the threads reached PyAV (decord, the reference, has no such setting)
 
 
 def test_threaded_decoding_of_rotated_and_variable_rate_files(tmp_path):
