@@ -1,10 +1,15 @@
 """The one place that wires the stages: video -> faces -> emotion -> store, chunk by chunk.
 
-Decoding runs one chunk ahead in a background thread (decord and torch both release the GIL), so the
-two cores stay busy with decoding and the networks at once. A SessionProcessor holds only what videos
-share (the networks, the database); one video's state is a `VideoRun`, so a worker may call `process`
-from several threads at once (`--streams`, fervideo/batch/local.py) with one forward pass at a time
-under `network_lock`. The session's rows in the database: fervideo/session_records.py.
+The stages run as a pipeline of threads with one-chunk hand-offs: decoding (a thread), the faces stage
+(a thread: detection, tracking, alignment, quality) and the classifier with the database write (the
+caller's thread), so while the classifier runs on chunk k the faces of chunk k+1 are found and chunk k+2
+is decoded (PyAV, ONNX Runtime and torch release the GIL). Each network runs one forward pass at a time
+under its own lock (the faces' `network_lock`, the classifier's `classifier_lock`), so the detector and
+the classifier overlap but a network is never entered twice at once. A chunk's results do not depend on
+the overlap: each stage sees the chunks in video order, one at a time (tests/test_pipeline_stages.py).
+A SessionProcessor holds only what videos share (the networks, the database); one video's state is a
+`VideoRun`, so a worker may call `process` from several threads at once (`--streams`,
+fervideo/batch/local.py). The session's rows in the database: fervideo/session_records.py.
 Each chunk's rows are written in their own transaction; the session turns `done` only after the last
 one, and a failure marks it `failed` with the error, so a half-processed session never looks complete.
 
@@ -25,9 +30,11 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -58,6 +65,7 @@ from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, V
 # Frame-table quality column -> key in FaceBatch.quality.
 QUALITY_SOURCE_KEYS = {"face_size": "face_size", "sharpness": "sharpness", "yaw": "yaw_proxy"}
 ProgressCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned)
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,28 +109,37 @@ def _load_malloc_trim() -> Callable[[], None]:
 release_freed_memory = _load_malloc_trim()
 
 
-def _prefetched(chunks: Iterator[FrameChunk], depth: int = 1) -> Iterator[FrameChunk]:
-    """Decode up to `depth` chunks ahead in a thread; re-raise its errors in the caller."""
+def _prefetched(items: Iterator[T], depth: int = 1, name: str = "fervideo-decode") -> Generator[T, None, None]:
+    """Run the iterator `items` up to `depth` items ahead in a thread; re-raise its errors in the caller.
+    A stage of the pipeline: `items` may itself be a stage running on its own thread."""
     handoff: queue.Queue = queue.Queue(maxsize=depth)
     finished = object()
     stop = threading.Event()
 
+    def hand_on(item: object) -> bool:
+        """Queue `item` for the consumer; False once the consumer has stopped (never blocks past that)."""
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        handoff.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            for item in items:
+                if not hand_on(item):
                     return
-            handoff.put(finished)
+            hand_on(finished)
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            handoff.put(exc)
+            hand_on(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # stops an upstream stage's thread now, not when collected
+                close()
 
-    worker = threading.Thread(target=produce, name="fervideo-decode", daemon=True)
+    worker = threading.Thread(target=produce, name=name, daemon=True)
     worker.start()
     try:
         while (item := handoff.get()) is not finished:
@@ -200,9 +217,9 @@ class SessionProcessor:
         )
         # Not in the settings key: threaded decoding gives the same frames (tests/test_video_pyav.py).
         self.decode_threads = decode_threads(str(self.classifier.device))
-        # One forward pass at a time (detector, FAN, classifier) when several threads share these networks
-        # (`--streams`): each video's batches and so its rows stay exactly those of a one-at-a-time run.
-        self.network_lock = self.faces.network_lock
+        # One forward pass at a time per network, whichever thread calls it (the faces stage, `--streams`):
+        # the detector and the classifier overlap, but each keeps all its threads to one pass.
+        self.classifier_lock = threading.Lock()
 
     @property
     def settings(self) -> dict:
@@ -273,11 +290,14 @@ class SessionProcessor:
         run = VideoRun(stream, session_id, self.faces.new_tracker())
         try:
             with Heartbeat(self.db, session_id):
-                for chunk in _prefetched(iter(stream)):
-                    run.tables.append(self._process_chunk(run, chunk))
-                    raise_if_stop_requested()
-                    if progress:
-                        progress(run.frames_done, len(stream))
+                decoded = _prefetched(iter(stream), name="fervideo-decode")
+                # closing(): a failure here stops both stage threads now, not when the traceback is freed.
+                with closing(_prefetched(self._faces_stage(run, decoded), name="fervideo-faces")) as analyzed:
+                    for chunk, faces in analyzed:
+                        run.tables.append(self._classify_and_store(run, chunk, faces))
+                        raise_if_stop_requested()
+                        if progress:
+                            progress(run.frames_done, len(stream))
             table = pd.concat(run.tables, ignore_index=True)
             elapsed = time.perf_counter() - started
             finish_session(self.db, session_id, table, elapsed, stream.decode_record())
@@ -289,11 +309,22 @@ class SessionProcessor:
         return ProcessResult(session_id, table[list(FRAME_TABLE_COLUMNS)], timings=run.timings,
                              warnings=stream.warnings)
 
-    def _process_chunk(self, run: VideoRun, chunk: FrameChunk) -> pd.DataFrame:
-        tick = time.perf_counter()
-        faces = self.faces.analyze(chunk.rgb, run.tracker)
-        run.timings["faces_s"] += (tock := time.perf_counter()) - tick
-        with self.network_lock:
+    def _faces_stage(self, run: VideoRun,
+                     chunks: Generator[FrameChunk, None, None]) -> Iterator[tuple[FrameChunk, FaceBatch]]:
+        """The faces of each chunk, in video order (the track carries over); the frames are dropped
+        here, the crops are all the classifier needs, so a chunk's frames live no longer than this stage."""
+        try:
+            for chunk in chunks:
+                tick = time.perf_counter()
+                faces = self.faces.analyze(chunk.rgb, run.tracker)
+                run.timings["faces_s"] += time.perf_counter() - tick
+                yield FrameChunk(chunk.timestamps, chunk.indices, np.empty((0, *chunk.rgb.shape[1:]), np.uint8)), faces
+        finally:  # on this stage's thread: a failure or a stop here also stops the decoding thread
+            chunks.close()
+
+    def _classify_and_store(self, run: VideoRun, chunk: FrameChunk, faces: FaceBatch) -> pd.DataFrame:
+        tock = time.perf_counter()
+        with self.classifier_lock:
             probs = self.classifier.predict(faces.crops)
         run.timings["emotion_s"] += (tick := time.perf_counter()) - tock
         rows = frame_rows(chunk, faces, probs, run.stream.scale)

@@ -154,6 +154,24 @@ def test_numpy_preprocessing_equals_the_torch_preprocessing(frames: np.ndarray) 
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
+def test_colour_crops_at_the_input_size_are_normalised_by_table_to_the_same_bits() -> None:
+    """The ViT's look-up path gives exactly the bits of the float arithmetic it replaces."""
+    from dataclasses import replace
+
+    from fervideo.emotion.config import SEED_VIT_CONFIG
+    from fervideo.emotion.preprocess_numpy import to_model_input_numpy
+
+    crops = np.random.default_rng(0).integers(0, 256, (5, 224, 224, 3), dtype=np.uint8)
+    crops[0] = np.arange(256, dtype=np.uint8).repeat(196 * 3)[: 224 * 224 * 3].reshape(224, 224, 3)
+    for config in (SEED_VIT_CONFIG, replace(SEED_VIT_CONFIG, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))):
+        x = crops.astype(np.float32) / np.float32(255.0)
+        mean, std = np.asarray(config.mean, np.float32), np.asarray(config.std, np.float32)
+        expected = ((x - mean) / std).transpose(0, 3, 1, 2)
+        got = to_model_input_numpy(crops, config)
+        assert got.shape == (5, 3, 224, 224) and got.dtype == np.float32 and got.flags.c_contiguous
+        assert np.array_equal(got, expected)
+
+
 def test_onnx_baseline_builds_no_torch_network_when_the_export_is_cached(monkeypatch) -> None:
     load_classifier("mini-xception-fer2013", device="cpu", backend="onnx")  # both exported once
     RetinaFaceDetector(backend="onnx")

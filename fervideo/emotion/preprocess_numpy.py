@@ -32,12 +32,28 @@ def resize_weights(in_size: int, out_size: int) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+@lru_cache(maxsize=8)
+def normalised_levels(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """[C, 256] float32: (level / 255 - mean) / std for every uint8 level, in the float32 steps of the
+    arithmetic path below, so a look-up gives the same bits."""
+    levels = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    return (levels - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
+
+
 def to_model_input_numpy(crops: np.ndarray, config: ModelConfig) -> np.ndarray:
     """uint8 [N, H, W, 3] RGB -> float32 [N, C, S, S] normalised as the model was trained."""
+    size = config.input_size
+    if not config.grayscale and crops.shape[1:3] == (size, size):
+        # Colour crops already at the input size (the ViT-Tiny): one table look-up per value, written
+        # straight into NCHW, instead of five float passes (~1 ms of the ~17 ms per frame, measured).
+        table = normalised_levels(tuple(config.mean), tuple(config.std))
+        out = np.empty((len(crops), 3, size, size), np.float32)
+        for channel in range(3):
+            np.take(table[channel], crops[..., channel], out=out[:, channel])
+        return out
     x = crops.astype(np.float32) / np.float32(255.0)
     if config.grayscale:
         x = (x @ np.asarray(LUMA, np.float32))[..., None]
-    size = config.input_size
     height, width = x.shape[1:3]
     if (height, width) != (size, size):
         rows, cols = resize_weights(height, size), resize_weights(width, size)
