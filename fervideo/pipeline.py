@@ -64,6 +64,12 @@ from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, V
 
 # Frame-table quality column -> key in FaceBatch.quality.
 QUALITY_SOURCE_KEYS = {"face_size": "face_size", "sharpness": "sharpness", "yaw": "yaw_proxy"}
+# The first chunk is short so that the first results (and the progress bar) come in about a second rather
+# than after a whole 32-frame chunk has been through both networks beside the next chunk's faces stage
+# (issue 10's start-up target). Both networks give the same bits whatever the batch (ONNX Runtime, tested:
+# tests/test_pipeline_stages.py), and 8 is a multiple of tracked detection's full-frame period, so its
+# full-frame passes fall on the same frames as with equal chunks.
+FIRST_CHUNK_SIZE = 8
 ProgressCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned)
 T = TypeVar("T")
 
@@ -247,7 +253,8 @@ class SessionProcessor:
             "classifier_name": self.classifier.result_name,  # "+int8" when quantised
             "classifier_sha256": self.classifier.weights_sha256,
             "detector_name": parameters.get("detector", "retinaface"),
-            "detector_params": {**parameters, "chunk_size": stream.chunk_size, "decode_scale": stream.scale},
+            "detector_params": {**parameters, "chunk_size": stream.chunk_size,
+                                "first_chunk_size": stream.first_chunk_size, "decode_scale": stream.scale},
             "device": str(self.classifier.device),
         }
 
@@ -274,7 +281,8 @@ class SessionProcessor:
         path = Path(path)
         started = time.perf_counter()
         # Opening the stream probes the file: it fails fast, before anything is written.
-        stream = VideoStream(path, self.sample_fps, self.chunk_size, decode_threads=self.decode_threads)
+        stream = VideoStream(path, self.sample_fps, self.chunk_size, decode_threads=self.decode_threads,
+                             first_chunk_size=FIRST_CHUNK_SIZE)
         video_sha256 = sha256_file(path)
         existing = None if force else find_done_session(self.db, subject, video_sha256, self.settings_key)
         if existing is not None:

@@ -243,12 +243,15 @@ class VideoStream:
         max_side: int | None = DEFAULT_MAX_DECODE_SIDE,
         decoder: str | None = None,
         decode_threads: int = 1,  # FFmpeg threads of the PyAV decoder (fervideo.runtime.decode_threads)
+        first_chunk_size: int | None = None,  # a shorter first chunk (the first results sooner); default chunk_size
     ) -> None:
         decoder = decoder or os.environ.get("FERVIDEO_DECODER") or "auto"  # docs/speed.md
         if decoder not in ("auto", "pyav", "decord"):
             raise InvalidArgumentError(f"decoder (FERVIDEO_DECODER) must be auto, pyav or decord, got {decoder!r}")
         if chunk_size < 1:
             raise InvalidArgumentError(f"chunk size must be >= 1, got {chunk_size}")
+        if first_chunk_size is not None and first_chunk_size < 1:
+            raise InvalidArgumentError(f"first chunk size must be >= 1, got {first_chunk_size}")
         if sample_fps < 0:
             raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
         self.path = Path(path)
@@ -286,6 +289,7 @@ class VideoStream:
         self.frames_planned = len(sample_frame_indices(planned_timeline, sample_fps))
         frame_bytes = 3 * round(self.info.width / self.scale) * round(self.info.height / self.scale)
         self.chunk_size = max(min(chunk_size, MIN_CHUNK_FRAMES), min(chunk_size, MAX_CHUNK_BYTES // frame_bytes))
+        self.first_chunk_size = min(first_chunk_size or self.chunk_size, self.chunk_size)
         self.frames_decoded = 0
         self.finished = False
 
@@ -303,6 +307,12 @@ class VideoStream:
         if self.turn in (90, 270):
             width, height = height, width
         return decord.VideoReader(str(self.path), width=width, height=height, num_threads=1)
+
+    def _chunk_sizes(self) -> Iterator[int]:
+        """How many frames each chunk holds, in order: the first may be shorter, then chunk_size."""
+        yield self.first_chunk_size
+        while True:
+            yield self.chunk_size
 
     def __len__(self) -> int:
         """Frames the sampling plan asks for (the stream may end earlier on a truncated file)."""
@@ -344,8 +354,9 @@ class VideoStream:
     def _indexed_chunks(self, indices: np.ndarray | None = None) -> Iterator[FrameChunk]:
         """Chunks of `indices` (default: the whole sampling plan) decoded by decord from its index."""
         indices = self.sampled_indices if indices is None else indices
-        for chunk_start in range(0, len(indices), self.chunk_size):
-            wanted = indices[chunk_start : chunk_start + self.chunk_size]
+        chunk_start, sizes = 0, self._chunk_sizes()
+        while chunk_start < len(indices):
+            wanted = indices[chunk_start : (chunk_start := chunk_start + next(sizes))]
             frames, kept = decode_batch(self._reader, wanted)
             # decord 0.6's worker thread keeps decoding ahead while we are busy elsewhere, until the
             # whole video sits in memory (dmlc/decord#157). A seek stops the worker and drops its
@@ -362,13 +373,14 @@ class VideoStream:
             width, height = round(self.info.width / self.scale), round(self.info.height / self.scale)
             size = (height, width) if self.header.rotation in (90, 270) else (width, height)
         batch: list[tuple[int, float, np.ndarray]] = []
-        last = -1
+        last, sizes = -1, self._chunk_sizes()
+        wanted = next(sizes)
         for index, rgb in decode_sampled(self.path, self.start_times, self.sampled_indices, size, self.decode_threads):
             batch.append((index, float(self.start_times[index]), rgb))
             last = index
-            if len(batch) == self.chunk_size:
+            if len(batch) == wanted:
                 yield _chunk_of(batch, self.header.rotation)
-                batch = []
+                batch, wanted = [], next(sizes)
         if batch:
             yield _chunk_of(batch, self.header.rotation)
         tail = self.sampled_indices[self.sampled_indices > last]
@@ -385,11 +397,13 @@ class VideoStream:
     def _sequential_chunks(self) -> Iterator[FrameChunk]:
         batch: list[tuple[int, float, np.ndarray]] = []
         max_side = self.max_side if self.scale != 1.0 else None
+        sizes = self._chunk_sizes()
+        wanted = next(sizes)
         for item in sequential_frames(self.path, self.sample_fps, max_side):
             batch.append(item)
-            if len(batch) == self.chunk_size:
+            if len(batch) == wanted:
                 yield _chunk_of(batch)
-                batch = []
+                batch, wanted = [], next(sizes)
         if batch:
             yield _chunk_of(batch)
 

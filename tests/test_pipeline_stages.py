@@ -111,3 +111,36 @@ def test_the_classifier_is_handed_crops_not_frames(real_clip, db_url, monkeypatc
     assert handed and all(size == 0 and n > 0 for size, n, _ in handed)
     assert all(shape[1:] == (224, 224, 3) for *_, shape in handed)
     assert sum(n for _, n, _ in handed) == len(VideoStream(real_clip, 10, processor.chunk_size))
+
+
+def test_the_first_chunk_is_short_so_the_first_results_come_early(real_clip, db_url, monkeypatch):
+    """Start-up (issue 10): the first chunk holds FIRST_CHUNK_SIZE frames, the rest chunk_size; the rows are
+    exactly those of equal chunks (the networks give the same bits whatever the batch)."""
+    from fervideo.pipeline import FIRST_CHUNK_SIZE
+
+    processor = SessionProcessor(db_url=db_url, sample_fps=0)  # every frame: 72, so several full chunks
+    assert processor.chunk_size == 32 and FIRST_CHUNK_SIZE == 8
+    analyzed = []
+    real_analyze = processor.faces.analyze
+
+    def analyze(frames, tracker=None):
+        analyzed.append(len(frames))
+        return real_analyze(frames, tracker)
+
+    monkeypatch.setattr(processor.faces, "analyze", analyze)
+    result = processor.process(real_clip, "S5")
+    assert analyzed == [8, 32, 32]
+    monkeypatch.setattr(processor.faces, "analyze", real_analyze)
+    expected = _serial_rows(processor, real_clip)  # 32, 32, 8
+    pd.testing.assert_frame_equal(result.frames.reset_index(drop=True), expected, check_exact=True)
+
+
+def test_a_chunk_size_below_the_first_chunk_size_keeps_its_chunks(real_clip, db_url, monkeypatch):
+    processor = SessionProcessor(db_url=db_url, sample_fps=0)
+    processor.chunk_size = 5
+    analyzed = []
+    real_analyze = processor.faces.analyze
+    monkeypatch.setattr(processor.faces, "analyze",
+                        lambda frames, tracker=None: analyzed.append(len(frames)) or real_analyze(frames, tracker))
+    processor.process(real_clip, "S6")
+    assert set(analyzed[:-1]) == {5} and sum(analyzed) == 72

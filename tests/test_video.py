@@ -326,3 +326,31 @@ def test_chunks_of_large_frames_hold_fewer_frames(tmp_path):
     assert [len(c) for c in big] == [15, 5]
     assert VideoStream(path, sample_fps=0).chunk_size == 32  # decoded at 1280x720 by default
     assert VideoStream(pattern_video(tmp_path / "t.mp4", n_frames=4), sample_fps=0, chunk_size=3).chunk_size == 3
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "decord", "salvaged"])
+def test_a_short_first_chunk_then_full_chunks_on_every_decoding_path(tmp_path, decoder):
+    """first_chunk_size (the pipeline's quick first results, issue 10): the same frames in the same order,
+    cut differently; every path (PyAV, decord's index, the front-to-back salvage reader) honours it."""
+    if decoder == "salvaged":
+        source = faststart_noise_video(tmp_path / "full.mp4")
+        path = damaged_copy(source, tmp_path / "half.mp4", keep_fraction=0.5)
+    else:
+        path = pattern_video(tmp_path / "clip.mp4", n_frames=45, width=96, height=64)
+    options = {} if decoder == "salvaged" else {"decoder": decoder}
+    plain = list(VideoStream(path, sample_fps=0, chunk_size=16, **options))
+    stream = VideoStream(path, sample_fps=0, chunk_size=16, first_chunk_size=4, **options)
+    assert stream.salvaged == (decoder == "salvaged")
+    short_first = list(stream)
+    total = sum(len(c) for c in plain)
+    assert total > 16
+    full, rest = divmod(total - 4, 16)
+    assert [len(c) for c in short_first] == [4] + [16] * full + ([rest] if rest else [])
+    for field in ("indices", "timestamps", "rgb"):
+        assert np.array_equal(np.concatenate([getattr(c, field) for c in short_first]),
+                              np.concatenate([getattr(c, field) for c in plain]))
+
+
+def test_first_chunk_size_is_checked():
+    with pytest.raises(InvalidArgumentError, match="first chunk size"):
+        VideoStream(Path(__file__).parent / "data" / "single_face.mp4", first_chunk_size=0)
