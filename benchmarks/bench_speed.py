@@ -50,6 +50,32 @@ def make_video(folder: Path, seconds: float, width: int, height: int) -> Path:
     return path
 
 
+def remuxed_long_video(clip: Path, minutes: float) -> Path:
+    """`clip` repeated to `minutes` by re-muxing its packets (seconds, not the hour of encoding it would take);
+    the decoder still decodes every frame."""
+    import av
+
+    path = clip.with_name(f"{clip.stem}_x{minutes:g}min.mp4")
+    if path.exists():
+        return path
+    with av.open(str(clip)) as source:
+        template = source.streams.video[0]
+        packets = [p for p in source.demux(template) if p.size]
+        step = max(p.pts + p.duration for p in packets) - min(p.pts for p in packets)  # the clip in stream ticks
+        repeats = max(1, round(minutes * 60 / float(step * template.time_base)))
+        partial = path.with_suffix(".partial.mp4")
+        with av.open(str(partial), "w") as out:
+            stream = out.add_stream_from_template(template)
+            for repeat in range(repeats):
+                for packet in packets:
+                    packet.pts += step if repeat else 0
+                    packet.dts += step if repeat else 0
+                    packet.stream = stream
+                    out.mux(packet)
+    partial.rename(path)
+    return path
+
+
 def process_worker(started_at: float, video: str, model: str, backend: str, threads: str, db: str) -> None:
     """One `process` run in this fresh process; prints start-up, steady rate and peak RSS as JSON."""
     from fervideo.runtime import prefer_passive_waiting
@@ -162,6 +188,9 @@ def main() -> None:
     parser.add_argument("--no-contended", action="store_true", help="skip the runs beside a busy process")
     parser.add_argument("--startup", type=int, default=0, metavar="N",
                         help="only start-up: N runs each of the baseline on onnx and on torch (640x360)")
+    parser.add_argument("--rss-minutes", type=float, default=0, metavar="M",
+                        help="only peak RSS: one run each of the ViT-Tiny and the baseline on an M-minute 1280x720 "
+                             "video (the 60-s clip re-muxed)")
     parser.add_argument("--process-worker", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--vit-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -180,6 +209,14 @@ def main() -> None:
         startup_table(make_video(folder, args.seconds, 640, 360), args.startup, args.threads, folder)
         return
     vit = str(make_vit_checkpoint(folder))
+    if args.rss_minutes:
+        long_video = remuxed_long_video(make_video(folder, 60, 1280, 720), args.rss_minutes)
+        print(f"peak RSS, {args.rss_minutes:g}-min 1280x720 video, --fps 5, --threads {args.threads}")
+        for name, model in (("ViT-Tiny", vit), ("mini-Xception", "mini-xception-fer2013")):
+            r = run_process(long_video, model, "auto", args.threads, folder)
+            print(f"{name:<14} {r['frames']:>7} sampled frames  steady {r['steady_fps']:6.1f} f/s  "
+                  f"peak RSS {r['peak_rss_mb']:6.0f} MB", flush=True)
+        return
     videos = {f"{w}x{h}": make_video(folder, args.seconds, w, h) for w, h in ((640, 360), (1280, 720))}
     rows = measure(videos, vit, args.threads, folder, "as found")
     if not args.no_contended:

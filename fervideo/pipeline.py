@@ -325,8 +325,10 @@ class SessionProcessor:
             for chunk in chunks:
                 tick = time.perf_counter()
                 faces = self.faces.analyze(chunk.rgb, run.tracker)
+                chunk = FrameChunk(chunk.timestamps, chunk.indices, np.empty((0, *chunk.rgb.shape[1:]), np.uint8))
+                release_freed_memory()  # the frames and the detector's buffers, freed on this thread
                 run.timings["faces_s"] += time.perf_counter() - tick
-                yield FrameChunk(chunk.timestamps, chunk.indices, np.empty((0, *chunk.rgb.shape[1:]), np.uint8)), faces
+                yield chunk, faces
         finally:  # on this stage's thread: a failure or a stop here also stops the decoding thread
             chunks.close()
 
