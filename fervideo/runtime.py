@@ -115,12 +115,14 @@ def available_cores() -> int:
 
 
 def decode_threads(device: str) -> int:
-    """FFmpeg decoding threads per video for the front-to-back (PyAV) decoder.
+    """Decoders per video for the front-to-back (PyAV) path: runs of the file that begin at key frames are
+    decoded at once (fervideo.video_parallel); a file with one run gets one decoder with that many FFmpeg
+    frame threads instead.
 
-    One on the CPU: there the other cores run the networks, and one thread decodes 1280x720 faster than
-    they consume it (frame threads were slower on 2 cores: 113 vs 151 sampled frames/s at 1280x720). On a
-    GPU decoding is the bound (133 sampled frames/s at 5 fps with one thread on an H200, 126-188 with 4-16:
-    the Python loop over the packets weighs as much as FFmpeg), so half the cores, at most 8, decode.
+    One on the CPU: there the other cores run the networks, and one decoder keeps ahead of them at 1280x720
+    (frame threads were slower on 2 cores: 113 vs 151 sampled frames/s). On a GPU decoding is the bound (133
+    sampled frames/s at 5 fps with one decoder on an H200; FFmpeg's frame threads, 4-16, gave 126-188 because
+    one Python thread still demuxed and converted), so half the cores, at most 8, decode.
     FERVIDEO_DECODE_THREADS overrides either.
     """
     raw = os.environ.get(DECODE_THREADS_ENV)

@@ -1,12 +1,13 @@
-"""Video stage: probe a container and stream its frames, sampled by timestamp, in fixed-size chunks.
+"""Video stage: stream a video's frames, sampled by timestamp, in chunks (opening and probing it:
+fervideo/video_probe.py).
 
-Decoding is decord's. We sample on the container's own presentation timestamps (not on frame
-indices), so variable-frame-rate recordings, common from phones and telehealth apps, are sampled
-evenly in time. Chunks keep memory flat however long the recording is.
+decord indexes the file (timestamps, key frames); PyAV decodes it front to back (fervideo/video_pyav.py, on
+several decoders at once where asked: fervideo/video_parallel.py), decord by its index where asked or where
+PyAV stops short, OpenCV front to back where decord cannot index the file. We sample on the container's own
+presentation timestamps (not on frame indices), so variable-frame-rate recordings, common from phones and
+telehealth apps, are sampled evenly in time. Chunks keep memory flat however long the recording is.
 
-Frames are delivered upright, turned exactly once: decord applies an MP4/MOV display matrix itself
-(a phone's portrait recording comes out portrait and is not turned again here) but ignores
-Matroska/WebM rotation, which is then applied here, checked against OpenCV's display orientation.
+Frames are delivered upright, turned exactly once (see fervideo/video_probe.py for decord's half of it).
 
 A damaged file is read as far as it decodes, and the stream counts what it planned and what it
 decoded: `warnings` says so when frames were lost, so a truncated recording never looks complete.
@@ -17,23 +18,24 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fervideo.errors import InputVideoError, InvalidArgumentError
-from fervideo.video_container import (
-    ContainerHeader,
-    TimeGrid,
-    quiet_stderr,
-    read_first_frame,
-    read_header,
-    rotate_clockwise,
-    sequential_frames,
+from fervideo.video_container import ContainerHeader, TimeGrid, rotate_clockwise, sequential_frames
+from fervideo.video_decord import decode_batch
+from fervideo.video_parallel import decode_sampled_parallel
+from fervideo.video_probe import (  # noqa: F401  VideoInfo, check_video_file, MIN_FRAME_SIDE: imported from here
+    MIN_FRAME_SIDE,
+    VideoInfo,
+    check_video_file,
+    open_video,
+    probe_info,
+    probe_video,
 )
-from fervideo.video_decord import decode_batch, decoder_message, turn_still_needed, unpadded_rgb
-from fervideo.video_pyav import decode_sampled, pyav_available
+from fervideo.video_pyav import pyav_available
 
 log = logging.getLogger(__name__)
 
@@ -46,31 +48,15 @@ DEFAULT_CHUNK_SIZE = 32
 # (baseline at 720p: 8-frame chunks ~15 % slower, per-chunk work and smaller detector batches).
 MAX_CHUNK_BYTES = 96_000_000
 MIN_CHUNK_FRAMES = 4
+# With several decoders per video (fervideo.video_parallel, the GPU path), each may hold this many bytes of
+# frames decoded ahead of the consumer: a decoder stalls once its buffer is full, so the buffer must hold most
+# of a run between key frames (~42 sampled frames at 5 fps with a key frame every 250) for the runs to overlap.
+DECODE_AHEAD_BYTES = 256_000_000
 # Frames larger than this on their long side are decoded downscaled: a 224-px face crop needs no more,
 # and 4K frames would otherwise cost ~25 MB each.
 DEFAULT_MAX_DECODE_SIDE = 1280
-# The face detector finds nothing in a smaller frame (a face needs ~20 px), and below 32 px decord returns
-# malformed arrays (16x16 frames come out with 6 channels).
-MIN_FRAME_SIDE = 32
 # A header may count a frame or two more than decode (edit lists); more than this missing is a truncation.
 HEADER_COUNT_TOLERANCE = 2
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the container says about itself (frame_count may over-report; see VideoStream)."""
-
-    path: str
-    duration_s: float
-    fps: float
-    frame_count: int
-    width: int  # as displayed (after rotation)
-    height: int
-    codec: str
-    rotation: int  # degrees clockwise the player applies; frames are delivered already rotated
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -83,123 +69,6 @@ class FrameChunk:
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def _check_readable_file(path: Path) -> None:
-    if not path.exists():
-        raise InputVideoError(f"{path}: no such file; check the path")
-    if path.is_dir():
-        raise InputVideoError(f"{path}: is a directory, not a video file; pass the video files inside it")
-    if not os.access(path, os.R_OK):
-        raise InputVideoError(f"{path}: not readable; check the file's permissions")
-    if path.stat().st_size == 0:
-        raise InputVideoError(f"{path}: the file is empty (0 bytes); copy the recording again")
-
-
-def _undecodable(path: Path, header: ContainerHeader, failure: str) -> InputVideoError:
-    if header.unsupported_codec:
-        return InputVideoError(
-            f"{path}: unsupported codec {header.unsupported_codec}; re-encode it, e.g. "
-            f"`ffmpeg -i {path.name} -c:v libx264 out.mp4`"
-        )
-    if "cannot find video stream" in failure:
-        return InputVideoError(f"{path}: cannot be decoded as a video: no video stream found (an audio-only "
-                               "file, or one cut short); pass the complete video recording")
-    return InputVideoError(
-        f"{path}: cannot be decoded as a video ({failure}); "
-        "the file is not a video, or is truncated or corrupt: copy or export it again"
-    )
-
-
-def _check_frame(path: Path, frame: np.ndarray) -> None:
-    height, width = frame.shape[:2]
-    if min(height, width) < MIN_FRAME_SIDE:
-        raise InputVideoError(
-            f"{path}: frames are {width}x{height} pixels, too small for face detection; "
-            f"the minimum is {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}"
-        )
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise InputVideoError(f"{path}: the decoder returns frames of shape {frame.shape}, not RGB images; "
-                              "re-encode the file to H.264")
-
-
-def _open(path: Path):
-    """(header, decord reader or None when only the salvage reader can read it, first upright frame,
-    the clockwise turn decord's frames still need)."""
-    # decord is imported lazily: it loads its own ffmpeg, which we don't want at `import fervideo`.
-    import decord
-
-    # Its FFmpeg would print every damaged macroblock, mid progress bar; the stream counts losses itself.
-    decord.logging.set_level(decord.logging.QUIET)
-    _check_readable_file(path)
-    with quiet_stderr():
-        header = read_header(path)
-        if header.is_text:
-            raise InputVideoError(f"{path}: a text file, not a video; pass the video recording")
-        reader, first, failure = None, None, "no video frames"
-        try:
-            reader = decord.VideoReader(str(path), num_threads=1)
-            first = unpadded_rgb(reader[0].asnumpy()) if len(reader) else None
-            if first is not None:
-                # Reading a frame starts decord's worker decoding ahead, holding every frame it decodes
-                # (dmlc/decord#157): 1.5 GB within 2 s of opening a 720p file. A seek stops it.
-                reader.seek(0)
-        except (decord.DECORDError, RuntimeError) as exc:  # RuntimeError when no video stream is found
-            failure = decoder_message(exc)
-        if first is None:
-            # decord indexes the whole file first and gives up on a missing tail or a damaged index;
-            # reading front to back still gets what is there.
-            reader, first = None, read_first_frame(path)
-            if first is None:
-                raise _undecodable(path, header, failure)
-        turn = 0
-        if reader is not None and header.rotation:
-            turn = turn_still_needed(first, read_first_frame(path), header.rotation)
-            first = rotate_clockwise(first[None], turn)[0]
-    _check_frame(path, first)
-    return header, reader, first, turn
-
-
-def _probe(path: Path, header: ContainerHeader, reader, first: np.ndarray) -> VideoInfo:
-    height, width = first.shape[:2]  # upright: this is the displayed size
-    if reader is not None:
-        frame_count = len(reader)
-        fps = float(reader.get_avg_fps())
-        duration = float(reader.get_frame_timestamp(frame_count - 1)[1])
-    else:
-        frame_count, fps = header.frame_count, header.fps
-        duration = frame_count / fps if fps else 0.0
-    return VideoInfo(
-        path=str(path),
-        duration_s=duration,
-        fps=fps,
-        frame_count=frame_count,
-        width=int(width),
-        height=int(height),
-        codec=header.codec,
-        rotation=header.rotation,
-    )
-
-
-def check_video_file(path: str | os.PathLike) -> None:
-    """Fail fast on a file that cannot be processed: milliseconds (the header and one frame, no index of
-    the whole file), so a wrong path is reported before any network loads. Raises InputVideoError."""
-    path = Path(path)
-    _check_readable_file(path)
-    with quiet_stderr():
-        header = read_header(path)
-        first = read_first_frame(path) if header.opened and not header.is_text else None
-    if first is None:
-        _open(path)  # says precisely why (text, audio only, unsupported codec, ...), or decord reads it
-    else:
-        _check_frame(path, first)
-
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read the container's metadata, decoding only the first frame."""
-    path = Path(path)
-    header, reader, first, _ = _open(path)
-    return _probe(path, header, reader, first)
 
 
 def sample_frame_indices(frame_start_times: np.ndarray, sample_fps: float) -> np.ndarray:
@@ -242,7 +111,7 @@ class VideoStream:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_side: int | None = DEFAULT_MAX_DECODE_SIDE,
         decoder: str | None = None,
-        decode_threads: int = 1,  # FFmpeg threads of the PyAV decoder (fervideo.runtime.decode_threads)
+        decode_threads: int = 1,  # PyAV decoders of this video at once (fervideo.runtime.decode_threads)
         first_chunk_size: int | None = None,  # a shorter first chunk (the first results sooner); default chunk_size
     ) -> None:
         decoder = decoder or os.environ.get("FERVIDEO_DECODER") or "auto"  # docs/speed.md
@@ -256,8 +125,8 @@ class VideoStream:
             raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
         self.path = Path(path)
         # Opening indexes the whole file, so the probe's reader is reused unless frames must be downscaled.
-        self.header, reader, first, self.turn = _open(self.path)
-        self.info = _probe(self.path, self.header, reader, first)
+        self.header, reader, first, self.turn = open_video(self.path)
+        self.info = probe_info(self.path, self.header, reader, first)
         self.sample_fps = sample_fps
         self.chunk_size = chunk_size  # the largest chunk asked for; see the frame budget below
         self.max_side, self.decode_threads = max_side, decode_threads
@@ -281,6 +150,8 @@ class VideoStream:
             self.start_times = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0].astype(np.float64)
             self.sampled_indices = sample_frame_indices(self.start_times, sample_fps)
             planned_timeline = _header_timeline(self.start_times, self.header)
+            # Where decoding may start on its own (fervideo.video_parallel, decode_threads > 1).
+            self.key_indices = np.asarray(self._reader.get_key_indices(), dtype=np.int64)
             if self.decoder == "pyav":
                 self._reader = None  # PyAV reads the frames; decord's reader is done with
         else:
@@ -290,6 +161,7 @@ class VideoStream:
         frame_bytes = 3 * round(self.info.width / self.scale) * round(self.info.height / self.scale)
         self.chunk_size = max(min(chunk_size, MIN_CHUNK_FRAMES), min(chunk_size, MAX_CHUNK_BYTES // frame_bytes))
         self.first_chunk_size = min(first_chunk_size or self.chunk_size, self.chunk_size)
+        self.decode_ahead_frames = max(self.chunk_size, DECODE_AHEAD_BYTES // frame_bytes)  # per decoder
         self.frames_decoded = 0
         self.finished = False
 
@@ -375,7 +247,8 @@ class VideoStream:
         batch: list[tuple[int, float, np.ndarray]] = []
         last, sizes = -1, self._chunk_sizes()
         wanted = next(sizes)
-        for index, rgb in decode_sampled(self.path, self.start_times, self.sampled_indices, size, self.decode_threads):
+        for index, rgb in decode_sampled_parallel(self.path, self.start_times, self.sampled_indices, self.key_indices,
+                                                  size, self.decode_threads, self.chunk_size, self.decode_ahead_frames):
             batch.append((index, float(self.start_times[index]), rgb))
             last = index
             if len(batch) == wanted:

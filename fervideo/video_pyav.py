@@ -41,6 +41,39 @@ def _index_of(time_s: float | None, start_times: np.ndarray, tolerance_s: float)
     return nearest if abs(start_times[nearest] - time_s) <= tolerance_s else None
 
 
+def frame_tolerance(start_times: np.ndarray) -> float:
+    """How far a decoded frame's time may be from its index entry: half the median frame step."""
+    steps = np.diff(start_times)
+    return float(np.median(steps)) / 2 if len(steps) else 1e-3
+
+
+def to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
+    """The frame as RGB uint8, scaled to `size` = (width, height) where given (one swscale call)."""
+    width, height = size if size else (None, None)
+    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
+
+
+def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
+                   counter: int | None = 0) -> Iterator[tuple[int | None, object]]:
+    """(index in `start_times`, frame) for every frame that decodes from the container's position on.
+
+    A frame is matched to the index by its time; one without a time (or none near) takes the position after
+    the previous frame (`counter`), or None while no frame has been placed (`counter=None`: after a seek)."""
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:  # a damaged packet: its frames are lost, not the rest
+            log.debug("packet skipped: %s", exc)
+            continue
+        for frame in frames:
+            index = _index_of(frame.time, start_times, tolerance)
+            index = counter if index is None else index
+            counter = None if index is None else index + 1
+            yield index, frame
+
+
 def decode_sampled(
     path: Path, start_times: np.ndarray, wanted: np.ndarray, size: tuple[int, int] | None = None,
     threads: int = 1,
@@ -49,33 +82,20 @@ def decode_sampled(
 
     `start_times` is decord's index of the file (seconds); `size` = (width, height) to scale to, as
     stored (before any turn). Frames are not turned: the caller applies the container's rotation.
-    `threads` > 1 turns on FFmpeg's frame and slice threads (fervideo.runtime.decode_threads says when).
+    `threads` > 1 turns on FFmpeg's frame and slice threads (the one-decoder path of
+    fervideo.video_parallel, which decodes runs of the file on several decoders at once).
     """
     import av
 
     wanted_set = set(wanted.tolist())
     last_yielded = -1  # indices go out strictly increasing, each once, whatever a damaged packet says
-    steps = np.diff(start_times)
-    tolerance = float(np.median(steps)) / 2 if len(steps) else 1e-3
-    width, height = size if size else (None, None)
-    counter = 0  # presentation-order position, used where a frame carries no timestamp
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_count = threads
         if threads > 1:
             stream.thread_type = "AUTO"
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as exc:  # a damaged packet: its frames are lost, not the rest
-                log.debug("%s: packet skipped: %s", path.name, exc)
-                continue
-            for frame in frames:
-                index = _index_of(frame.time, start_times, tolerance)
-                index = counter if index is None else index
-                counter = index + 1
-                # No early stop at the last wanted index: a damaged frame's timestamp may point anywhere.
-                if index in wanted_set and index > last_yielded:
-                    last_yielded = index
-                    yield index, frame.to_ndarray(format="rgb24", width=width, height=height,
-                                                  interpolation="BILINEAR")
+        # No early stop at the last wanted index: a damaged frame's timestamp may point anywhere.
+        for index, frame in indexed_frames(container, stream, start_times, frame_tolerance(start_times)):
+            if index in wanted_set and index > last_yielded:
+                last_yielded = index
+                yield index, to_rgb(frame, size)

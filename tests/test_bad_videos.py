@@ -164,7 +164,7 @@ def test_av1_is_processed_where_opencv_decodes_it_and_refused_by_name_where_not(
         assert session.status == SessionStatus.DONE and session.frames_decoded == session.frames_planned == 1
     refused = video.with_name("av1_refused.mp4")
     shutil.copy(video, refused)
-    monkeypatch.setattr("fervideo.video.read_first_frame", lambda _path: None)  # an OpenCV without dav1d
+    monkeypatch.setattr("fervideo.video_probe.read_first_frame", lambda _path: None)  # an OpenCV without dav1d
     code, out, err = _process(capfd, refused, "AV102", shared_db)
     assert code == 2 and err.count("\n") == 1 and "error:" in err and "unsupported codec AV1" in err, err
     assert out == "" and _sessions_of(shared_db, refused) == []

@@ -274,7 +274,7 @@ def test_av1_is_read_front_to_back_where_opencv_decodes_it(tmp_path, capfd):
 
 def test_av1_is_named_as_an_unsupported_codec_where_nothing_decodes_it(tmp_path, capfd, monkeypatch):
     path = _av1_video(tmp_path / "av1.mp4")
-    monkeypatch.setattr("fervideo.video.read_first_frame", lambda _path: None)  # an OpenCV without dav1d
+    monkeypatch.setattr("fervideo.video_probe.read_first_frame", lambda _path: None)  # an OpenCV without dav1d
     capfd.readouterr()
     with pytest.raises(InputVideoError, match="unsupported codec AV1; re-encode it"):
         VideoStream(path)
@@ -293,7 +293,7 @@ def test_decoder_noise_is_silenced_before_a_one_line_error(tmp_path, capfd):
 def test_unreadable_file_says_permissions(tmp_path, monkeypatch):
     # The corpus test cannot chmod its way there when run as root, who reads any file.
     path = pattern_video(tmp_path / "locked.mp4", n_frames=3)
-    monkeypatch.setattr("fervideo.video.os.access", lambda *_: False)
+    monkeypatch.setattr("fervideo.video_probe.os.access", lambda *_: False)
     with pytest.raises(InputVideoError, match="not readable; check the file's permissions"):
         VideoStream(path)
 

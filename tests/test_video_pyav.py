@@ -43,16 +43,16 @@ def test_real_clip_same_frames_as_decord(fps):
 
 @pytest.mark.parametrize("fps", [5.0, 0.0])
 def test_threaded_decoding_gives_the_same_frames(fps, monkeypatch):
-    # On a GPU the PyAV decoder runs FFmpeg's frame threads (fervideo.runtime.decode_threads): same frames.
+    # On a GPU the PyAV path decodes with several decoders (fervideo.runtime.decode_threads): same frames.
     import fervideo.video as video
 
-    real, asked = video.decode_sampled, []
+    real, asked = video.decode_sampled_parallel, []
 
-    def recording(path, start_times, wanted, size=None, threads=1):
-        asked.append(threads)
-        return real(path, start_times, wanted, size, threads)
+    def recording(path, start_times, wanted, key_indices, size=None, workers=1, *args):
+        asked.append(workers)
+        return real(path, start_times, wanted, key_indices, size, workers, *args)
 
-    monkeypatch.setattr(video, "decode_sampled", recording)
+    monkeypatch.setattr(video, "decode_sampled_parallel", recording)
     _assert_same_frames(REAL_CLIP, sample_fps=fps, chunk_size=7, decode_threads=4)
     assert asked == [4]  # the threads reached PyAV (decord, the reference, has no such setting)
 
@@ -113,16 +113,16 @@ def test_what_pyav_leaves_undecoded_at_the_end_is_decoded_by_decord(tmp_path, mo
     import fervideo.video as video
 
     path = pattern_video(tmp_path / "clip.mp4", n_frames=40, width=96, height=80)
-    real = video.decode_sampled
+    real = video.decode_sampled_parallel
 
-    def gives_up_half_way(path, start_times, wanted, size=None, threads=1):
-        for count, item in enumerate(real(path, start_times, wanted, size, threads)):
+    def gives_up_half_way(path, start_times, wanted, *args):
+        for count, item in enumerate(real(path, start_times, wanted, *args)):
             if count == len(wanted) // 2:
                 return
             yield item
 
     reference = _decoded(path, "decord", sample_fps=0, max_side=max_side, chunk_size=8)
-    monkeypatch.setattr(video, "decode_sampled", gives_up_half_way)
+    monkeypatch.setattr(video, "decode_sampled_parallel", gives_up_half_way)
     indices, times, frames, stream = _decoded(path, "pyav", sample_fps=0, max_side=max_side, chunk_size=8)
     np.testing.assert_array_equal(indices, reference[0])
     np.testing.assert_array_equal(times, reference[1])
@@ -154,7 +154,7 @@ OPEN_AND_WAIT = """
 import sys, time
 from pathlib import Path
 import decord  # imported before measuring: only what the reader does after opening counts
-from fervideo.video import _open
+from fervideo.video_probe import open_video as _open
 def rss():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))

@@ -1,0 +1,143 @@
+"""Decoding one video on several threads: its sampled frames cut into runs that each begin at a key frame,
+decoded by a pool of PyAV decoders at once and handed on in video order.
+
+One decoder per video bounds the GPU path (docs/speed.md: 62-78 % of the end-to-end time waited for frames,
+the GPU 2-5 % busy), and FFmpeg's own frame threads gave 1.0-1.4x because one Python thread still demuxed every
+packet and converted every sampled frame. Here each run is demuxed, decoded and converted by its own
+decoder, PyAV releasing the GIL inside FFmpeg. A run starts at a key frame, which nothing before it is needed to
+decode; frames shown before it (an open GOP's leading pictures) belong to the previous run and are dropped
+there, and the run ends at the next run's key frame. The frames are those of the one-decoder path, byte for
+byte (tests/test_video_parallel.py).
+
+A run whose seek cannot be trusted (the first frame after the seek is not the run's key frame, or carries no
+timestamp) is decoded again from the start of the file, so a file that seeks badly is slow, never wrong. A
+damaged packet loses its own frames, as on the one-decoder path; a damaged timestamp that points past the
+run's end ends the run early, and the frames lost are counted like any other (VideoStream.warnings).
+Memory: each decoder holds at most `buffer_frames` converted frames ahead of the consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from fervideo.video_pyav import decode_sampled, frame_tolerance, indexed_frames, to_rgb
+
+log = logging.getLogger(__name__)
+
+_RUN_DONE = object()
+
+
+class _SeekNotTrusted(Exception):
+    """The first frame after a seek is not the run's key frame: decode the run from the file's start."""
+
+
+def key_frame_runs(key_indices: np.ndarray, wanted: np.ndarray, frame_count: int,
+                   min_wanted: int) -> list[tuple[int, int]]:
+    """[first, end) frame-index ranges that tile [0, frame_count): each but the first begins at a key frame,
+    and each holds at least `min_wanted` of the (sorted) `wanted` indices, except perhaps the last. A run is
+    the unit one decoder takes: long enough that its seek is cheap beside its decoding."""
+    runs, first = [], 0
+    for key in np.unique(np.asarray(key_indices, dtype=np.int64)):
+        if 0 < key < frame_count and np.searchsorted(wanted, key) - np.searchsorted(wanted, first) >= min_wanted:
+            runs.append((first, int(key)))
+            first = int(key)
+    runs.append((first, frame_count))
+    return runs
+
+
+def _decode_run(path: Path, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
+                size: tuple[int, int] | None, hand_on: Callable[[object], bool], seek: bool = True) -> None:
+    """Hand on (index, RGB frame) for the wanted frames of `run` in presentation order, then _RUN_DONE."""
+    import av
+
+    first, end = run
+    tolerance = frame_tolerance(start_times)
+    last_handed = first - 1
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_count = 1  # the decoders are the threads
+        if seek and first > 0:
+            # Backward from half a frame past the key frame's start: lands on that key frame, whatever the rounding.
+            container.seek(int((start_times[first] + tolerance) / stream.time_base), stream=stream, backward=True)
+        placed = not (seek and first > 0)  # counting frames without a timestamp needs a placed frame first
+        for index, frame in indexed_frames(container, stream, start_times, tolerance, counter=0 if placed else None):
+            if not placed:
+                if index is None or index > first:
+                    raise _SeekNotTrusted
+                placed = index == first
+                if not placed:
+                    continue  # a leading picture of the previous run
+            if index >= end:
+                break
+            if index in wanted_set and index > last_handed:
+                last_handed = index
+                if not hand_on((index, to_rgb(frame, size))):
+                    return
+    hand_on(_RUN_DONE)
+
+
+def _fill(path: Path, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
+          size: tuple[int, int] | None, into: queue.Queue, stop: threading.Event) -> None:
+    def hand_on(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                into.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        try:
+            _decode_run(path, start_times, wanted_set, run, size, hand_on)
+        except _SeekNotTrusted:
+            log.info("%s: seek to frame %d not trusted; decoding that run from the start", path.name, run[0])
+            _decode_run(path, start_times, wanted_set, run, size, hand_on, seek=False)
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        hand_on(exc)
+
+
+def decode_sampled_parallel(
+    path: Path, start_times: np.ndarray, wanted: np.ndarray, key_indices: np.ndarray,
+    size: tuple[int, int] | None = None, workers: int = 2, min_run: int = 32, buffer_frames: int = 32,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB frame) for each index in `wanted` that decodes, in presentation order, decoded by up to
+    `workers` decoders at once (see the module's docstring). With one worker, or a file whose key frames
+    make a single run, this is decode_sampled with FFmpeg's frame threads."""
+    runs = key_frame_runs(key_indices, wanted, len(start_times), min_run)
+    if workers < 2 or len(runs) < 2:
+        yield from decode_sampled(path, start_times, wanted, size, workers)
+        return
+    wanted_set = set(wanted.tolist())
+    stop = threading.Event()
+    upcoming = iter(runs)
+    in_flight: deque[queue.Queue] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="fervideo-decode-run") as pool:
+
+        def start_next_run() -> None:
+            run = next(upcoming, None)
+            if run is not None:
+                frames: queue.Queue = queue.Queue(maxsize=buffer_frames)
+                pool.submit(_fill, path, start_times, wanted_set, run, size, frames, stop)
+                in_flight.append(frames)
+
+        try:
+            for _ in range(workers):
+                start_next_run()
+            while in_flight:
+                frames = in_flight.popleft()
+                start_next_run()
+                while (item := frames.get()) is not _RUN_DONE:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+        finally:  # the consumer stopped or failed: the decoders stop at their next frame
+            stop.set()

@@ -1,0 +1,146 @@
+"""Several decoders per video (fervideo/video_parallel.py, the GPU path's decoding): runs that begin at key
+frames, decoded at once, must hand on exactly the frames of the one-decoder path, in order, and stop cleanly."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from synthetic_media import damaged_copy, faststart_noise_video, pattern_video, rotated_video, write_video
+
+import fervideo.video_parallel as video_parallel
+from fervideo.video import VideoStream
+from fervideo.video_parallel import key_frame_runs
+
+
+def test_runs_begin_at_key_frames_and_hold_enough_wanted_frames():
+    wanted = np.arange(0, 40, 2)
+    assert key_frame_runs(np.array([0, 10, 20, 30]), wanted, 40, 5) == [(0, 10), (10, 20), (20, 30), (30, 40)]
+    assert key_frame_runs(np.array([0, 10, 20, 30]), wanted, 40, 8) == [(0, 20), (20, 40)]
+    assert key_frame_runs(np.array([0]), wanted, 40, 5) == [(0, 40)]  # one key frame: one decoder
+    assert key_frame_runs(np.array([], np.int64), wanted, 40, 5) == [(0, 40)]
+    assert key_frame_runs(np.array([5, 25]), wanted, 40, 1) == [(0, 5), (5, 25), (25, 40)]  # frame 0 not a key
+
+
+def _frames(path, threads: int, **options):
+    stream = VideoStream(path, decoder="pyav", decode_threads=threads, **options)
+    chunks = list(stream)
+    return ([np.concatenate([getattr(c, f) for c in chunks]) for f in ("indices", "timestamps", "rgb")],
+            stream)
+
+
+def _assert_same_as_one_decoder(path, threads: int = 3, **options) -> VideoStream:
+    (indices, times, rgb), stream = _frames(path, threads, **options)
+    (ref_indices, ref_times, ref_rgb), ref = _frames(path, 1, **options)
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_array_equal(times, ref_times)
+    np.testing.assert_array_equal(rgb, ref_rgb)
+    assert stream.warnings == ref.warnings and stream.frames_decoded == ref.frames_decoded
+    return stream
+
+
+@pytest.fixture
+def runs_decoded(monkeypatch):
+    """The runs the decoders took, and on which threads."""
+    real, seen = video_parallel._decode_run, []
+
+    def recording(path, start_times, wanted_set, run, size, hand_on, seek=True):
+        seen.append((run, threading.current_thread().name, seek))
+        return real(path, start_times, wanted_set, run, size, hand_on, seek)
+
+    monkeypatch.setattr(video_parallel, "_decode_run", recording)
+    return seen
+
+
+@pytest.mark.parametrize("fps", [0.0, 10.0, 5.0])
+def test_many_key_frames_same_frames_as_one_decoder(tmp_path, fps, runs_decoded):
+    # libx264's default preset: B-frames, so frames come out of the decoder in another order than the packets.
+    path = pattern_video(tmp_path / "gops.mp4", n_frames=125, width=128, height=96, options={"g": "12"})
+    _assert_same_as_one_decoder(path, chunk_size=4, sample_fps=fps)
+    assert len(runs_decoded) >= 3 and all(name.startswith("fervideo-decode-run") for _, name, _ in runs_decoded)
+    starts = [run[0] for run, _, _ in runs_decoded]
+    assert starts == sorted(starts) and starts[0] == 0
+
+
+def test_open_gop_leading_pictures_stay_in_their_run(tmp_path, runs_decoded):
+    # Open GOPs: B-frames shown before a key frame are coded after it; they belong to the run before.
+    path = pattern_video(tmp_path / "open.mp4", n_frames=100, width=128, height=96,
+                         options={"x264-params": "open-gop=1:keyint=15:min-keyint=15:scenecut=0:bframes=3"})
+    _assert_same_as_one_decoder(path, chunk_size=4, sample_fps=0)
+    assert len(runs_decoded) >= 3
+
+
+@pytest.mark.parametrize("suffix", ["mkv", "webm", "mov"])
+def test_other_containers_same_frames(tmp_path, suffix, runs_decoded):
+    path = pattern_video(tmp_path / f"clip.{suffix}", n_frames=90, width=128, height=96, options={"g": "15"})
+    _assert_same_as_one_decoder(path, chunk_size=4, sample_fps=10)
+    assert len(runs_decoded) >= 2
+
+
+def test_rotated_variable_rate_and_downscaled(tmp_path):
+    phone = rotated_video(tmp_path / "phone.mp4", 90, n_frames=60)
+    _assert_same_as_one_decoder(phone, sample_fps=0, chunk_size=4)
+    stamps = [i / 30 for i in range(60)] + [2 + i / 10 for i in range(30)]
+    vfr = pattern_video(tmp_path / "vfr.mp4", n_frames=90, timestamps_s=stamps, options={"g": "10"})
+    _assert_same_as_one_decoder(vfr, sample_fps=10, chunk_size=4)
+    big = write_video(tmp_path / "big.mp4", (np.full((360, 1920, 3), 8 * i, np.uint8) for i in range(30)),
+                      options={"g": "6"})
+    _assert_same_as_one_decoder(big, sample_fps=0, chunk_size=4, max_side=640)
+
+
+def test_a_run_whose_seek_lands_wrong_is_decoded_from_the_start(tmp_path, runs_decoded, monkeypatch):
+    """Simulated: after every seek the key frame goes missing, so the first frame seen is past the run's
+    start. Each such run is decoded again from the file's start; the frames are still exactly right."""
+    real = video_parallel.indexed_frames
+
+    def losing_the_key_frame(container, stream, start_times, tolerance, counter=0):
+        frames = real(container, stream, start_times, tolerance, counter)
+        if counter is None:  # a seeked run
+            next(frames, None)
+        return frames
+
+    monkeypatch.setattr(video_parallel, "indexed_frames", losing_the_key_frame)
+    path = pattern_video(tmp_path / "gops.mp4", n_frames=80, width=128, height=96,
+                         options={"g": "10", "bf": "0"})
+    _assert_same_as_one_decoder(path, chunk_size=4, sample_fps=0)
+    retried = {run for run, _, seek in runs_decoded if not seek}
+    assert retried and retried == {run for run, _, seek in runs_decoded if seek and run[0] > 0}
+
+
+def test_damaged_middle_is_counted_honestly(tmp_path):
+    source = faststart_noise_video(tmp_path / "full.mp4")
+    stream = VideoStream(damaged_copy(source, tmp_path / "mid.mp4", corrupt_at=0.5), sample_fps=0,
+                         decoder="pyav", decode_threads=3, chunk_size=4)
+    decoded = sum(len(c) for c in stream)
+    assert 0 < decoded <= 50
+    assert (decoded < stream.frames_planned) == any(w.startswith("decode_incomplete") for w in stream.warnings)
+
+
+def _decoder_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("fervideo-decode-run") and t.is_alive()]
+
+
+def test_a_consumer_that_stops_early_leaves_no_decoder_running(tmp_path):
+    path = pattern_video(tmp_path / "gops.mp4", n_frames=150, width=128, height=96, options={"g": "10"})
+    frames = iter(VideoStream(path, sample_fps=0, decoder="pyav", decode_threads=3, chunk_size=4))
+    next(frames)
+    frames.close()
+    deadline = time.monotonic() + 5
+    while _decoder_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _decoder_threads() == []
+
+
+def test_a_decoder_failure_reaches_the_consumer(tmp_path, monkeypatch):
+    path = pattern_video(tmp_path / "gops.mp4", n_frames=90, width=128, height=96, options={"g": "10"})
+    real, calls = video_parallel.to_rgb, {"n": 0}
+
+    def failing(frame, size):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise RuntimeError("simulated decoder crash")
+        return real(frame, size)
+
+    monkeypatch.setattr(video_parallel, "to_rgb", failing)
+    with pytest.raises(RuntimeError, match="simulated decoder crash"):
+        list(VideoStream(path, sample_fps=0, decoder="pyav", decode_threads=3, chunk_size=4))
