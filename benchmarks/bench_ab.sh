@@ -5,7 +5,7 @@
 #   benchmarks/bench_ab.sh OLD_REF WORKDIR [REPEATS]
 #
 # WORKDIR must hold the clips and the stand-in made by `benchmarks/bench_speed.py --workdir WORKDIR`.
-# Prints "condition size old|new start-up-s steady-f/s peak-RSS-MB" per run.
+# Prints "condition size old|new start-up-s steady-f/s total-s peak-RSS-MB" per run.
 set -euo pipefail
 old_ref=$1 workdir=$2 repeats=${3:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +16,7 @@ run() {  # size code-root: one fresh process; the code root goes first on the pa
   (cd /tmp && PYTHONPATH=$2 "$root/.venv/bin/python" "$root/benchmarks/bench_speed.py" --process-worker \
     "$(date +%s.%N)" "$workdir/clip_60s_$1.mp4" "$workdir/vit_tiny_standin.pth" auto 0 \
     "sqlite:///$workdir/ab.sqlite") |
-    python3 -c 'import json, sys; d = json.load(sys.stdin); print("%.2f %.1f %.0f" % (d["startup_s"], d["steady_fps"], d["peak_rss_mb"]))'
+    python3 -c 'import json, sys; d = json.load(sys.stdin); print("%.2f %.1f %.2f %.0f" % (d["startup_s"], d["steady_fps"], d["total_s"], d["peak_rss_mb"]))'
 }
 for condition in quiet busy; do
   busy_pid=
