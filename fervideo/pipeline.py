@@ -59,7 +59,7 @@ from fervideo.session_records import (  # noqa: F401  SessionBusyError: re-expor
 from fervideo.store import FRAME_QUALITY_COLUMNS, FRAME_TABLE_COLUMNS, Frame, VideoSession, frame_table, open_database
 from fervideo.store.leases import Heartbeat
 from fervideo.store.queries import ensure_subject
-from fervideo.utils import sha256_file
+from fervideo.utils import put_unless_stopped, sha256_file
 from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, VideoStream
 
 # Frame-table quality column -> key in FaceBatch.quality.
@@ -123,14 +123,7 @@ def _prefetched(items: Iterator[T], depth: int = 1, name: str = "fervideo-decode
     stop = threading.Event()
 
     def hand_on(item: object) -> bool:
-        """Queue `item` for the consumer; False once the consumer has stopped (never blocks past that)."""
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(handoff, item, stop)
 
     def produce() -> None:
         try:

@@ -1,6 +1,8 @@
 """Small helpers shared by several stages."""
 
 import hashlib
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,3 +23,15 @@ def id_chunks(ids: Sequence, size: int = ID_CHUNK) -> Iterator[Sequence]:
     """`ids` in slices of at most `size`, for queries with `column.in_(slice)`."""
     for start in range(0, len(ids), size):
         yield ids[start:start + size]
+
+
+def put_unless_stopped(handoff: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Queue `item` for a consumer thread, waiting while the queue is full; False once `stop` is set (the
+    consumer has gone), so a producer thread never blocks past its consumer."""
+    while not stop.is_set():
+        try:
+            handoff.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fervideo.utils import put_unless_stopped
 from fervideo.video_pyav import decode_sampled, frame_tolerance, indexed_frames, to_rgb
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,7 @@ def _decode_run(path: Path, start_times: np.ndarray, wanted_set: set[int], run: 
 def _fill(path: Path, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
           size: tuple[int, int] | None, into: queue.Queue, stop: threading.Event) -> None:
     def hand_on(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                into.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(into, item, stop)
 
     try:
         try:
