@@ -9,8 +9,9 @@ decode; frames shown before it (an open GOP's leading pictures) belong to the pr
 there, and the run ends at the next run's key frame. The frames are those of the one-decoder path, byte for
 byte (tests/test_video_parallel.py).
 
-A run whose seek cannot be trusted (the first frame after the seek is not the run's key frame, or carries no
-timestamp) is decoded again from the start of the file, so a file that seeks badly is slow, never wrong. A
+One trial seek decides whether the file seeks well (the first frame after it is the key frame, with a
+timestamp); a file that does not gets one decoder. A run whose own seek still lands wrong (a damaged key frame)
+is decoded again from the start of the file: slow, never wrong. A
 damaged packet loses its own frames, as on the one-decoder path; a damaged timestamp that points past the
 run's end ends the run early, and the frames lost are counted like any other (VideoStream.warnings).
 Memory: each decoder holds at most `buffer_frames` converted frames ahead of the consumer.
@@ -24,6 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -54,28 +56,91 @@ def key_frame_runs(key_indices: np.ndarray, wanted: np.ndarray, frame_count: int
     return runs
 
 
-def _decode_run(path: Path, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
+def _frames_from(container, start_times: np.ndarray, tolerance: float, first: int,
+                 seek: bool = True) -> Iterator[tuple[int, object]]:
+    """(index, frame) from frame `first` on: after a seek to its key frame, or (seek=False) from the file's start.
+    Raises _SeekNotTrusted when the seek does not land on frame `first`."""
+    import av
+
+    stream = container.streams.video[0]
+    if not stream.codec_context.is_open:  # a reused container's codec is open already
+        stream.thread_count = 1  # the decoders are the threads
+    if not seek or first == 0:
+        yield from ((i, f) for i, f in indexed_frames(container, stream, start_times, tolerance) if i >= first)
+        return
+    try:
+        # Backward from half a frame past the key frame's start: lands on that key frame, whatever the rounding.
+        container.seek(int((start_times[first] + tolerance) / stream.time_base), stream=stream, backward=True)
+    except av.error.FFmpegError as exc:
+        raise _SeekNotTrusted from exc
+    placed = False  # counting frames without a timestamp needs a placed frame first
+    for index, frame in indexed_frames(container, stream, start_times, tolerance, counter=None):
+        if not placed:
+            if index is None or index > first:
+                raise _SeekNotTrusted
+            placed = index == first
+            if not placed:
+                continue  # a leading picture of the previous run
+        yield index, frame
+
+
+def _seeks_land_on_key_frames(path: Path, start_times: np.ndarray, first: int) -> bool:
+    """One trial seek before any decoder starts: a file whose frames carry no timestamps, or whose container
+    seeks imprecisely, gets one decoder rather than every run decoded again from the start."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return next(_frames_from(container, start_times, frame_tolerance(start_times), first), None) is not None
+    except (_SeekNotTrusted, av.error.FFmpegError):
+        return False
+
+
+class _OpenContainers:
+    """One open container per decoder thread, reused from run to run: opening an hour-long MP4 parses its
+    index (~15 ms measured), once per run otherwise. Closed when the video is done."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._by_thread: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self):
+        import av
+
+        with self._lock:
+            container = self._by_thread.get(threading.get_ident())
+        if container is None:
+            container = av.open(str(self.path))
+            with self._lock:
+                self._by_thread[threading.get_ident()] = container
+        return container
+
+    def discard(self) -> None:
+        """Close this thread's container (after a failure its state is unknown)."""
+        with self._lock:
+            container = self._by_thread.pop(threading.get_ident(), None)
+        if container is not None:
+            container.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            containers, self._by_thread = list(self._by_thread.values()), {}
+        for container in containers:
+            container.close()
+
+
+def _decode_run(containers: _OpenContainers, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
                 size: tuple[int, int] | None, hand_on: Callable[[object], bool], seek: bool = True) -> None:
-    """Hand on (index, RGB frame) for the wanted frames of `run` in presentation order, then _RUN_DONE."""
+    """Hand on (index, RGB frame) for the wanted frames of `run` in presentation order, then _RUN_DONE.
+    A run that starts at the file's start, or is decoded from it, gets a fresh container (no seek needed)."""
     import av
 
     first, end = run
-    tolerance = frame_tolerance(start_times)
     last_handed = first - 1
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_count = 1  # the decoders are the threads
-        if seek and first > 0:
-            # Backward from half a frame past the key frame's start: lands on that key frame, whatever the rounding.
-            container.seek(int((start_times[first] + tolerance) / stream.time_base), stream=stream, backward=True)
-        placed = not (seek and first > 0)  # counting frames without a timestamp needs a placed frame first
-        for index, frame in indexed_frames(container, stream, start_times, tolerance, counter=0 if placed else None):
-            if not placed:
-                if index is None or index > first:
-                    raise _SeekNotTrusted
-                placed = index == first
-                if not placed:
-                    continue  # a leading picture of the previous run
+    fresh = not seek or first == 0
+    with av.open(str(containers.path)) if fresh else nullcontext(containers.get()) as container:
+        for index, frame in _frames_from(container, start_times, frame_tolerance(start_times), first, seek):
             if index >= end:
                 break
             if index in wanted_set and index > last_handed:
@@ -85,18 +150,21 @@ def _decode_run(path: Path, start_times: np.ndarray, wanted_set: set[int], run: 
     hand_on(_RUN_DONE)
 
 
-def _fill(path: Path, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
+def _fill(containers: _OpenContainers, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
           size: tuple[int, int] | None, into: queue.Queue, stop: threading.Event) -> None:
     def hand_on(item: object) -> bool:
         return put_unless_stopped(into, item, stop)
 
     try:
         try:
-            _decode_run(path, start_times, wanted_set, run, size, hand_on)
+            _decode_run(containers, start_times, wanted_set, run, size, hand_on)
         except _SeekNotTrusted:
-            log.info("%s: seek to frame %d not trusted; decoding that run from the start", path.name, run[0])
-            _decode_run(path, start_times, wanted_set, run, size, hand_on, seek=False)
+            containers.discard()
+            log.info("%s: seek to frame %d not trusted; decoding that run from the start", containers.path.name,
+                     run[0])
+            _decode_run(containers, start_times, wanted_set, run, size, hand_on, seek=False)
     except BaseException as exc:  # handed to the consumer, which re-raises it
+        containers.discard()
         hand_on(exc)
 
 
@@ -105,13 +173,15 @@ def decode_sampled_parallel(
     size: tuple[int, int] | None = None, workers: int = 2, min_run: int = 32, buffer_frames: int = 32,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB frame) for each index in `wanted` that decodes, in presentation order, decoded by up to
-    `workers` decoders at once (see the module's docstring). With one worker, or a file whose key frames
-    make a single run, this is decode_sampled with FFmpeg's frame threads."""
+    `workers` decoders at once (see the module's docstring). With one worker, a file whose key frames make a
+    single run, or one whose trial seek does not land on its key frame, this is decode_sampled with FFmpeg's
+    frame threads."""
     runs = key_frame_runs(key_indices, wanted, len(start_times), min_run)
-    if workers < 2 or len(runs) < 2:
+    if workers < 2 or len(runs) < 2 or not _seeks_land_on_key_frames(path, start_times, runs[1][0]):
         yield from decode_sampled(path, start_times, wanted, size, workers)
         return
     wanted_set = set(wanted.tolist())
+    containers = _OpenContainers(path)
     stop = threading.Event()
     upcoming = iter(runs)
     in_flight: deque[queue.Queue] = deque()
@@ -121,7 +191,7 @@ def decode_sampled_parallel(
             run = next(upcoming, None)
             if run is not None:
                 frames: queue.Queue = queue.Queue(maxsize=buffer_frames)
-                pool.submit(_fill, path, start_times, wanted_set, run, size, frames, stop)
+                pool.submit(_fill, containers, start_times, wanted_set, run, size, frames, stop)
                 in_flight.append(frames)
 
         try:
@@ -136,3 +206,4 @@ def decode_sampled_parallel(
                     yield item
         finally:  # the consumer stopped or failed: the decoders stop at their next frame
             stop.set()
+    containers.close_all()  # after the pool's threads have ended
