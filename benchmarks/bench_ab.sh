@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # A/B of the CPU pipeline: an older commit against the working tree, alternating runs, quiet and beside
-# one busy process, ViT-Tiny stand-in on the 60-s 640x360 and 1280x720 clips (docs/speed.md, fifth pass).
+# one busy process, the ViT-Tiny stand-in (or MODEL) on the 60-s 640x360 and 1280x720 clips (docs/speed.md).
 #
-#   benchmarks/bench_ab.sh OLD_REF WORKDIR [REPEATS]
+#   benchmarks/bench_ab.sh OLD_REF WORKDIR [REPEATS] [MODEL]   (MODEL: default the ViT-Tiny stand-in; e.g.
+#                                                              mini-xception-fer2013 for the baseline)
 #
 # WORKDIR must hold the clips and the stand-in made by `benchmarks/bench_speed.py --workdir WORKDIR`.
 # Prints "condition size old|new start-up-s steady-f/s total-s peak-RSS-MB" per run.
 set -euo pipefail
-old_ref=$1 workdir=$2 repeats=${3:-3}
+old_ref=$1 workdir=$2 repeats=${3:-3} model=${4:-$2/vit_tiny_standin.pth}
 root=$(cd "$(dirname "$0")/.." && pwd)
 old_tree=$(mktemp -d)
 git -C "$root" worktree add -f -q "$old_tree" "$old_ref"
 trap 'git -C "$root" worktree remove --force "$old_tree"' EXIT
 run() {  # size code-root: one fresh process; the code root goes first on the path (run from /tmp)
   (cd /tmp && PYTHONPATH=$2 "$root/.venv/bin/python" "$root/benchmarks/bench_speed.py" --process-worker \
-    "$(date +%s.%N)" "$workdir/clip_60s_$1.mp4" "$workdir/vit_tiny_standin.pth" auto 0 \
+    "$(date +%s.%N)" "$workdir/clip_60s_$1.mp4" "$model" auto 0 \
     "sqlite:///$workdir/ab.sqlite") |
     python3 -c 'import json, sys; d = json.load(sys.stdin); print("%.2f %.1f %.2f %.0f" % (d["startup_s"], d["steady_fps"], d["total_s"], d["peak_rss_mb"]))'
 }
