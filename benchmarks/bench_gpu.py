@@ -323,7 +323,7 @@ def main() -> None:
             if "decode" not in args.skip:
                 r = bench_decode(video, fps, args.batch, args.budget_s, device)
                 print(f"  decode  {label:<12} {rate_line(r)}  (opening/indexing {r['open_s']:.1f} s, "
-                      f"{r['threads']} decoding threads)")
+                      f"{r['threads']} decoders, fervideo/video_parallel.py)")
             if "e2e" not in args.skip:
                 r = bench_end_to_end(video, frames, fps, device, args.batch, args.budget_s, folder, args.backend)
                 print(f"  e2e     {label:<12} {rate_line(r)}  GPU {r['gpu']}; "
