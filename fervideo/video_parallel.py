@@ -11,9 +11,9 @@ byte (tests/test_video_parallel.py).
 
 One trial seek decides whether the file seeks well (the first frame after it is the key frame, with a
 timestamp); a file that does not gets one decoder. A run whose own seek still lands wrong (a damaged key frame)
-is decoded again from the start of the file: slow, never wrong. A
-damaged packet loses its own frames, as on the one-decoder path; a damaged timestamp that points past the
-run's end ends the run early, and the frames lost are counted like any other (VideoStream.warnings).
+is decoded again from the start of the file: slow, never wrong. A damaged packet loses its own frames, as
+on the one-decoder path; a damaged timestamp that points past the run's end ends the run early, and the frames
+lost are counted like any other (VideoStream.warnings).
 Memory: each decoder holds at most `buffer_frames` converted frames ahead of the consumer.
 """
 
@@ -155,6 +155,8 @@ def _fill(containers: _OpenContainers, start_times: np.ndarray, wanted_set: set[
     def hand_on(item: object) -> bool:
         return put_unless_stopped(into, item, stop)
 
+    if stop.is_set():  # the consumer is gone: a run that had not started stays undecoded
+        return
     try:
         try:
             _decode_run(containers, start_times, wanted_set, run, size, hand_on)
@@ -204,6 +206,7 @@ def decode_sampled_parallel(
                     if isinstance(item, BaseException):
                         raise item
                     yield item
-        finally:  # the consumer stopped or failed: the decoders stop at their next frame
+        finally:  # the consumer stopped or failed: the decoders stop at their next frame, queued runs never start
             stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
     containers.close_all()  # after the pool's threads have ended

@@ -154,6 +154,20 @@ def test_a_consumer_that_stops_early_leaves_no_decoder_running(tmp_path):
     assert _decoder_threads() == []
 
 
+def test_runs_not_started_when_the_consumer_stops_are_never_decoded(tmp_path, runs_decoded):
+    """Three decoders, one-frame buffers: runs 0-2 start, run 3 waits for a free decoder. Once the consumer
+    stops, the busy decoders stop at their next frame and run 3 is never decoded (it used to start and decode
+    up to its first wanted frame while the pipeline was shutting down)."""
+    path = pattern_video(tmp_path / "gops.mp4", n_frames=150, width=128, height=96, options={"g": "10", "bf": "0"})
+    stream = VideoStream(path, sample_fps=0, decoder="pyav")
+    frames = video_parallel.decode_sampled_parallel(path, stream.start_times, stream.sampled_indices,
+                                                    stream.key_indices, None, workers=3, min_run=4,
+                                                    buffer_frames=1)
+    next(frames)
+    frames.close()
+    assert len(runs_decoded) == 3 and _decoder_threads() == []
+
+
 def test_a_decoder_failure_reaches_the_consumer(tmp_path, monkeypatch):
     path = pattern_video(tmp_path / "gops.mp4", n_frames=90, width=128, height=96, options={"g": "10"})
     real, calls = video_parallel.to_rgb, {"n": 0}
