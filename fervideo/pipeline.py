@@ -318,6 +318,7 @@ class SessionProcessor:
             for chunk in chunks:
                 tick = time.perf_counter()
                 faces = self.faces.analyze(chunk.rgb, run.tracker)
+                run.stream.recycle(chunk.rgb)  # the crops are new arrays: nothing reads the frames any more
                 chunk = FrameChunk(chunk.timestamps, chunk.indices, np.empty((0, *chunk.rgb.shape[1:]), np.uint8))
                 release_freed_memory()  # the frames and the detector's buffers, freed on this thread
                 run.timings["faces_s"] += time.perf_counter() - tick

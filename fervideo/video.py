@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,51 @@ class FrameChunk:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class FrameBuffers:
+    """Chunk arrays lent by a stream and handed back by their consumer once nothing refers to them, reused
+    for later chunks of the same shape. Why: a fresh 88-MB array for each 32-frame 1280x720 chunk costs
+    ~2 ms a frame in page faults (docs/speed.md, seventh pass), more than decoding the frame. Only arrays
+    this pool lent are taken back (not views of them, not other arrays), each at most once, at most `keep`."""
+
+    def __init__(self, keep: int = 3) -> None:
+        self.keep = keep
+        self._lent: dict[int, weakref.ref] = {}  # id -> the lent array, while it lives
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()  # lent on the decoding thread, handed back on the faces stage's
+
+    def take(self, shape: tuple[int, ...]) -> np.ndarray:
+        """A uint8 array of this shape: a handed-back one where there is one, else a new one (uninitialised)."""
+        with self._lock:
+            for position, array in enumerate(self._free):
+                if array.shape == shape:
+                    return self._free.pop(position)
+            self._lent = {key: ref for key, ref in self._lent.items() if ref() is not None}
+        array = np.empty(shape, np.uint8)
+        with self._lock:
+            self._lent[id(array)] = weakref.ref(array)
+        return array
+
+    def give_back(self, array: np.ndarray) -> None:
+        """Let a later `take` reuse `array`; the caller must hold no reference it still reads through."""
+        with self._lock:
+            ref = self._lent.get(id(array))
+            if ref is None or ref() is not array or any(kept is array for kept in self._free):
+                return
+            self._free.append(array)
+            del self._free[: -self.keep]  # the oldest go first: chunk shapes change only at the ends
+
+    def stacked(self, frames: Sequence[np.ndarray], turn: int) -> np.ndarray:
+        """The frames as one array [N, H, W, 3], turned `turn` degrees clockwise, in a lent array."""
+        stacked = np.stack(frames, out=self.take((len(frames), *frames[0].shape)))
+        if turn == 0:
+            return stacked
+        turned = rotate_clockwise(stacked, turn, copy=False)
+        lent = self.take(turned.shape)
+        np.copyto(lent, turned)
+        self.give_back(stacked)
+        return lent
 
 
 def sample_frame_indices(frame_start_times: np.ndarray, sample_fps: float) -> np.ndarray:
@@ -164,6 +211,12 @@ class VideoStream:
         self.decode_ahead_frames = max(self.chunk_size, DECODE_AHEAD_BYTES // frame_bytes)  # per decoder
         self.frames_decoded = 0
         self.finished = False
+        self._buffers = FrameBuffers()  # chunk arrays handed back with `recycle`, reused (PyAV and salvage paths)
+
+    def recycle(self, frames: np.ndarray) -> None:
+        """Hand back a chunk's `rgb` once nothing reads it any more: a later chunk may reuse its memory
+        (the pipeline's faces stage does, after finding the faces). Arrays the stream did not yield are ignored."""
+        self._buffers.give_back(frames)
 
     def _decord_reader(self):
         """A fresh decord reader of this file, at the decoding scale."""
@@ -252,10 +305,10 @@ class VideoStream:
             batch.append((index, float(self.start_times[index]), rgb))
             last = index
             if len(batch) == wanted:
-                yield _chunk_of(batch, self.header.rotation)
+                yield _chunk_of(batch, self.header.rotation, self._buffers)
                 batch, wanted = [], next(sizes)
         if batch:
-            yield _chunk_of(batch, self.header.rotation)
+            yield _chunk_of(batch, self.header.rotation, self._buffers)
         tail = self.sampled_indices[self.sampled_indices > last]
         if len(tail):
             # PyAV stopped short of the end (damage, or a demuxer that gave up): decord, which seeks by
@@ -275,13 +328,15 @@ class VideoStream:
         for item in sequential_frames(self.path, self.sample_fps, max_side):
             batch.append(item)
             if len(batch) == wanted:
-                yield _chunk_of(batch)
+                yield _chunk_of(batch, buffers=self._buffers)
                 batch, wanted = [], next(sizes)
         if batch:
-            yield _chunk_of(batch)
+            yield _chunk_of(batch, buffers=self._buffers)
 
 
-def _chunk_of(batch: list[tuple[int, float, np.ndarray]], turn: int = 0) -> FrameChunk:
+def _chunk_of(batch: list[tuple[int, float, np.ndarray]], turn: int = 0,
+              buffers: FrameBuffers | None = None) -> FrameChunk:
     indices, times, frames = zip(*batch, strict=True)
+    rgb = buffers.stacked(frames, turn) if buffers is not None else rotate_clockwise(np.stack(frames), turn)
     return FrameChunk(timestamps=np.asarray(times, dtype=np.float64), indices=np.asarray(indices, dtype=np.int64),
-                      rgb=rotate_clockwise(np.stack(frames), turn))
+                      rgb=rgb)

@@ -165,9 +165,11 @@ def sequential_frames(path: Path, sample_fps: float, max_side: int | None) -> It
         capture.release()
 
 
-def rotate_clockwise(frames: np.ndarray, clockwise: int) -> np.ndarray:
-    """Frames [N, H, W, C] turned `clockwise` degrees (a multiple of 90): a lossless turn."""
+def rotate_clockwise(frames: np.ndarray, clockwise: int, copy: bool = True) -> np.ndarray:
+    """Frames [N, H, W, C] turned `clockwise` degrees (a multiple of 90): a lossless turn; a contiguous
+    copy, or with `copy=False` a view of `frames`."""
     if clockwise == 0:
         return frames
     # np.rot90 turns counter-clockwise for positive k.
-    return np.ascontiguousarray(np.rot90(frames, k=-(clockwise // 90), axes=(1, 2)))
+    turned = np.rot90(frames, k=-(clockwise // 90), axes=(1, 2))
+    return np.ascontiguousarray(turned) if copy else turned
