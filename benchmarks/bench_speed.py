@@ -9,7 +9,8 @@ Every run is a fresh process doing what `fervideo process` does (SessionProcesso
 - steady: sampled frames/s after the first two chunks (8 + 32 frames): while they run the stage pipeline
   fills, and the networks meet their batch shapes for the first time;
 - total: process start to the last frame stored (the whole run, for the length of this clip);
-- ViT alone: ViT-Tiny forward passes (batch 32, 224x224) on the same threads, in torch and in ONNX Runtime;
+- ViT alone: ViT-Tiny forward passes (batch 32, 224x224) on the same threads, in torch and in ONNX Runtime
+  (which runs it as the classifier does: fervideo.runtime.OnnxModel, 8-frame calls, its arena on);
   the faster of the two is the classifier's ceiling;
   the ratio steady / ViT-alone says how much of the rest is hidden or cheap (issue 10 asks >= 0.7);
 - peak RSS of the process.
