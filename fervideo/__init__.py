@@ -1,7 +1,16 @@
 """fervideo: facial-expression timelines, session affect measures and PHQ estimates from
 recorded clinical sessions."""
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# ONNX Runtime (>= 1.29, Linux and macOS) sends usage telemetry to Microsoft by default and caches it with a
+# persistent device id under ~/.cache/Microsoft/DeveloperTools/.onnxruntime. A tool for clinical machines
+# must not phone home: off before onnxruntime can initialise, unless the user chose (README, "What it records").
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# Ray reports usage statistics hourly from a cluster's head; a local cluster started by `process --ray`
+# inherits this. A cluster started elsewhere follows its own setting (docs/batch.md).
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 try:
     __version__ = version("fervideo")
