@@ -25,8 +25,8 @@ if sys.argv[1] == "run":
 
 
 def _run(tmp_path: Path, mode: str, **env: str) -> str:
-    clean = {key: value for key, value in os.environ.items()
-             if key not in ("ORT_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED", "XDG_CACHE_HOME", "CI", "GITHUB_ACTIONS", "TF_BUILD")}
+    unset = ("ORT_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED", "XDG_CACHE_HOME", "CI", "GITHUB_ACTIONS", "TF_BUILD")
+    clean = {key: value for key, value in os.environ.items() if key not in unset}
     # A fresh HOME: ONNX Runtime's telemetry cache, if any were made, would land under it; the export
     # cache is the suite's own (FERVIDEO_HOME, set by conftest).
     clean.update(HOME=str(tmp_path), **env)
