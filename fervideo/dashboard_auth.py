@@ -14,6 +14,7 @@ Rules
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -79,9 +80,12 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest, expected)
 
 
-# A fixed hash to check against when the username is unknown, so that the time taken does not
-# tell an attacker which usernames exist.
-_DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * 16)
+@functools.cache
+def _dummy_hash() -> str:
+    """A fixed hash to check against when the username is unknown, so that the time taken does not
+    tell an attacker which usernames exist. Made on first use: scrypt takes ~50 ms, which every
+    `fervideo` command would otherwise pay at import."""
+    return hash_password("not-a-real-password", salt=b"\0" * 16)
 
 
 # ---------------------------------------------------------------------------------- credentials file
@@ -139,7 +143,7 @@ def remove_user(username: str, path: Path | None = None) -> bool:
 
 def check_credentials(username: str, password: str, users: dict[str, str]) -> bool:
     stored = users.get(username)
-    ok = verify_password(password, stored or _DUMMY_HASH)
+    ok = verify_password(password, stored or _dummy_hash())
     return ok and stored is not None
 
 

