@@ -302,6 +302,10 @@ class VideoStream:
         wanted = next(sizes)
         for index, rgb in decode_sampled_parallel(self.path, self.start_times, self.sampled_indices, self.key_indices,
                                                   size, self.decode_threads, self.chunk_size, self.decode_ahead_frames):
+            if last < 0 and index > self.sampled_indices[0]:
+                # Planned frames before PyAV's first: an MP4 edit list that starts presentation later (PyAV
+                # applies it, decord indexes every frame; tests/data/no_face.mp4), or a damaged start.
+                yield from self._decord_chunks(self.sampled_indices[self.sampled_indices < index])
             batch.append((index, float(self.start_times[index]), rgb))
             last = index
             if len(batch) == wanted:
@@ -314,11 +318,15 @@ class VideoStream:
             # PyAV stopped short of the end (damage, or a demuxer that gave up): decord, which seeks by
             # its index, decodes what is left. Indices stay increasing; a frame neither reads is lost.
             log.info("%s: PyAV stopped before %d planned frames; decoding them with decord", self.path, len(tail))
-            self._reader = self._decord_reader()
-            try:
-                yield from self._indexed_chunks(tail)
-            finally:
-                self._reader = None
+            yield from self._decord_chunks(tail)
+
+    def _decord_chunks(self, indices: np.ndarray) -> Iterator[FrameChunk]:
+        """Chunks of `indices` decoded by a decord reader opened for them (the frames PyAV did not give)."""
+        self._reader = self._decord_reader()
+        try:
+            yield from self._indexed_chunks(indices)
+        finally:
+            self._reader = None
 
     def _sequential_chunks(self) -> Iterator[FrameChunk]:
         batch: list[tuple[int, float, np.ndarray]] = []

@@ -6,8 +6,10 @@ half the decode speed at 1280x720 (docs/speed.md). Reading the file once, front 
 only the sampled frames to RGB decodes each frame once and holds nothing but the chunk being filled.
 
 decord still indexes the file (frame timestamps, the sampling plan); decoded frames are matched to that
-index by their timestamps, so a packet that fails to decode loses its own frames and nothing else. The
-frames are the same bytes as decord's (tests/test_video_pyav.py): the same FFmpeg YUV->RGB conversion,
+index by their timestamps, so a packet that fails to decode loses its own frames and nothing else (frames an
+MP4 edit list hides from PyAV are decoded by decord: VideoStream._pyav_chunks). The frames are the same
+bytes as decord's on the synthetic and single-face clips (tests/test_video_pyav.py; on one real file with an
+edit list decord's drift and PyAV's match OpenCV's): the same FFmpeg YUV->RGB conversion,
 and the rotation applied here as a lossless turn. Frames scaled down (a long side over 1280 px) differ by
 a few grey levels at single pixels (mean 0.04 on a real 1080p face clip): decord scales in its filter graph,
 here one bilinear swscale call scales and converts.
