@@ -75,8 +75,9 @@ class FrameChunk:
 
 class FrameBuffers:
     """Chunk arrays lent by a stream and handed back by their consumer once nothing refers to them, reused
-    for later chunks of the same shape. Why: a fresh 88-MB array for each 32-frame 1280x720 chunk costs
-    ~2 ms a frame in page faults (docs/speed.md, seventh pass), more than decoding the frame. Only arrays
+    for later chunks of the same shape. Why: stacking a 32-frame 1280x720 chunk into a fresh 88-MB array
+    page-faults it in, 0.4-5.9 ms a frame as the kernel finds huge pages or not, vs 0.25 ms into a reused
+    one (docs/speed.md, seventh pass; end to end within run-to-run noise, +2-4 % at 720p). Only arrays
     this pool lent are taken back (not views of them, not other arrays), each at most once, at most `keep`."""
 
     def __init__(self, keep: int = 3) -> None:

@@ -63,7 +63,9 @@ def test_a_worker_spawned_early_opens_nothing_until_started(tmp_path: Path):
 
 
 def test_a_failed_check_leaves_no_worker_behind(tmp_path: Path):
-    """The CLI spawns its worker before checking the database and the file; a failed check ends it."""
+    """The CLI spawns its worker before checking the database and the file; after a failed check no process
+    of the command is left. A guard on the outcome: `discard` ends the worker at once (the test above), and
+    a daemonic worker would also be ended at the parent's exit, so this fails only if both stop working."""
     marker = f"fervideo-test-{uuid.uuid4()}"
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("not a video\n")
@@ -86,3 +88,16 @@ def _pids_with(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_no_early_worker_where_counting_workers_would_import_torch(monkeypatch):
+    """With --device auto on a machine with an NVIDIA driver, the worker count needs torch (~2 s): no early
+    spawn then, so a bad file still fails before torch loads."""
+    from fervideo.batch import runner
+    from fervideo.batch.work import WorkerSettings
+
+    monkeypatch.setattr("fervideo.runtime.cuda_driver_present", lambda: True)
+    imported = []
+    monkeypatch.setattr(runner, "default_workers", lambda device: imported.append(device) or 1)
+    assert runner.spawn_workers_early(WorkerSettings(db_url="sqlite://", device="auto")) is None
+    assert imported == []  # decided without counting the workers

@@ -10,7 +10,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fervideo.batch.local import STOP_GRACE_S, LocalPool, WorkerProcess, WorkerSlot
 from fervideo.batch.plan import WorkItem
@@ -28,12 +27,19 @@ def default_workers(device: str) -> int:
     on CPU as many as give each worker ~4 torch threads (workers x threads = cores)."""
     if device.startswith("cuda"):
         return 1
-    if device == "auto" and Path("/dev/nvidiactl").exists():  # no driver, no GPU: skip importing torch here
+    if _counting_imports_torch(device):
         import torch
 
         if torch.cuda.is_available():
             return 1
     return max(1, available_cores() // THREADS_PER_CPU_WORKER)
+
+
+def _counting_imports_torch(device: str) -> bool:
+    """Whether `default_workers` must import torch (~2 s) to ask for a GPU: `auto` with an NVIDIA driver."""
+    from fervideo.runtime import cuda_driver_present
+
+    return device == "auto" and cuda_driver_present()
 
 
 def workers_needed(workers: int, streams: int, items: int) -> int:
@@ -328,10 +334,13 @@ def batch_settings(settings: WorkerSettings, workers: int | None,
 
 
 def spawn_workers_early(settings: WorkerSettings, workers: int | None = None,
-                        streams: int | None = None) -> LocalPool:
+                        streams: int | None = None) -> LocalPool | None:
     """One local worker spawned now, to import its modules while the caller checks the database and the
     videos (issue 10: `fervideo process` reaches its first frame ~0.5 s sooner on 2 cores). It opens
-    nothing until `run_batch(..., early=pool)` starts it; `pool.discard()` ends it if the checks fail."""
+    nothing until `run_batch(..., early=pool)` starts it; `pool.discard()` ends it if the checks fail.
+    None where counting the workers would import torch first: a bad file must still fail in milliseconds."""
+    if workers is None and _counting_imports_torch(settings.device):
+        return None
     workers, settings = batch_settings(settings, workers, streams)
     pool = LocalPool(settings, workers)
     pool.spawn_early(1)
