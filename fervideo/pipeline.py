@@ -34,17 +34,15 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import insert
 
 from fervideo import __version__
 from fervideo.emotion import EmotionClassifier, load_classifier
 from fervideo.errors import InvalidArgumentError
 from fervideo.faces import FaceAnalyzer, FaceBatch, TargetFaceTracker
-from fervideo.features import store_session_features
 from fervideo.interrupts import raise_if_stop_requested
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.runtime import apply_thread_policy, decode_threads
@@ -62,6 +60,9 @@ from fervideo.store.queries import ensure_subject
 from fervideo.utils import put_unless_stopped, sha256_file
 from fervideo.video import DEFAULT_CHUNK_SIZE, DEFAULT_SAMPLE_FPS, FrameChunk, VideoStream
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # Frame-table quality column -> key in FaceBatch.quality.
 QUALITY_SOURCE_KEYS = {"face_size": "face_size", "sharpness": "sharpness", "yaw": "yaw_proxy"}
 # The first chunk is short so that the first results (and the progress bar) come in about a second rather
@@ -71,6 +72,11 @@ QUALITY_SOURCE_KEYS = {"face_size": "face_size", "sharpness": "sharpness", "yaw"
 # full-frame passes fall on the same frames as with equal chunks.
 FIRST_CHUNK_SIZE = 8
 ProgressCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned)
+# One chunk's rows, column -> values, in FRAME_ROW_COLUMNS order. Plain arrays, not a DataFrame: pandas
+# (~0.3-0.4 s of imports with pyarrow) then loads only once a video's last chunk is stored, so a worker
+# reaches its first stored frame that much sooner (issue 10's start-up target).
+ChunkRows = dict[str, np.ndarray]
+FRAME_ROW_COLUMNS = (*FRAME_TABLE_COLUMNS, *FRAME_QUALITY_COLUMNS)
 T = TypeVar("T")
 
 
@@ -91,12 +97,12 @@ class VideoRun:
     stream: VideoStream
     session_id: int
     tracker: TargetFaceTracker  # the target face, carried from chunk to chunk of this video only
-    tables: list[pd.DataFrame] = field(default_factory=list)
+    tables: list[ChunkRows] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: {"faces_s": 0.0, "emotion_s": 0.0, "store_s": 0.0})
 
     @property
     def frames_done(self) -> int:
-        return sum(len(t) for t in self.tables)
+        return sum(len(rows["frame_index"]) for rows in self.tables)
 
 
 def _load_malloc_trim() -> Callable[[], None]:
@@ -150,32 +156,38 @@ def _prefetched(items: Iterator[T], depth: int = 1, name: str = "fervideo-decode
         worker.join(timeout=5)
 
 
-def frame_rows(chunk: FrameChunk, faces: FaceBatch, probs: np.ndarray, scale: float) -> pd.DataFrame:
-    """The per-frame table rows of one chunk: every sampled frame, face or not."""
+def frame_rows(chunk: FrameChunk, faces: FaceBatch, probs: np.ndarray, scale: float) -> ChunkRows:
+    """The per-frame rows of one chunk: every sampled frame, face or not; NaN where there is no face."""
     found = faces.found
-    table = pd.DataFrame({"frame_index": chunk.indices.astype(np.int64), "t": chunk.timestamps})
-    table["face_found"] = found
-    table["face_score"] = np.where(found, faces.scores, np.nan)
+    rows: ChunkRows = {"frame_index": chunk.indices.astype(np.int64), "t": chunk.timestamps.astype(np.float64),
+                       "face_found": found.astype(bool), "face_score": np.where(found, faces.scores, np.nan)}
     boxes = np.where(found[:, None], faces.boxes * scale, np.nan)
-    for column, values in zip(("x1", "y1", "x2", "y2"), boxes.T, strict=True):
-        table[column] = values
+    rows.update(zip(("x1", "y1", "x2", "y2"), boxes.T, strict=True))
     full_probs = np.full((len(found), len(CANONICAL_LABELS)), np.nan, dtype=np.float64)
     full_probs[found] = probs
-    for column, values in zip(CANONICAL_LABELS, full_probs.T, strict=True):
-        table[column] = values
+    rows.update(zip(CANONICAL_LABELS, full_probs.T, strict=True))
     for column in FRAME_QUALITY_COLUMNS:
         values = faces.quality.get(QUALITY_SOURCE_KEYS[column], np.full(len(found), np.nan))
-        table[column] = np.where(found, values, np.nan)
-    table["face_size"] *= scale
-    return table
+        rows[column] = np.where(found, values, np.nan).astype(np.float64)
+    rows["face_size"] = rows["face_size"] * scale
+    return {column: np.ascontiguousarray(rows[column]) for column in FRAME_ROW_COLUMNS}
 
 
-def _records_for_insert(session_id: int, rows: pd.DataFrame) -> list[dict]:
+def frames_table(chunks: list[ChunkRows]) -> pd.DataFrame:
+    """The chunks' rows as one DataFrame, in video order (columns FRAME_ROW_COLUMNS)."""
+    import pandas as pd
+
+    if not chunks:
+        return pd.DataFrame({column: np.empty(0, np.float64) for column in FRAME_ROW_COLUMNS})
+    return pd.DataFrame({column: np.concatenate([rows[column] for rows in chunks]) for column in FRAME_ROW_COLUMNS})
+
+
+def _records_for_insert(session_id: int, rows: ChunkRows) -> list[dict]:
     # NaN -> None so the database stores NULL for "no face" rather than a float NaN.
-    records = rows.astype(object).where(rows.notna(), None).to_dict("records")
-    for record in records:
-        record["session_id"] = session_id
-    return records
+    columns = {column: [None if value != value else value for value in values.tolist()]  # NaN != NaN
+               if values.dtype.kind == "f" else values.tolist() for column, values in rows.items()}
+    return [{"session_id": session_id, **dict(zip(columns, values, strict=True))}
+            for values in zip(*columns.values(), strict=True)]
 
 
 class SessionProcessor:
@@ -299,12 +311,14 @@ class SessionProcessor:
                         raise_if_stop_requested()
                         if progress:
                             progress(run.frames_done, len(stream))
-            table = pd.concat(run.tables, ignore_index=True)
+            table = frames_table(run.tables)
             elapsed = time.perf_counter() - started
             finish_session(self.db, session_id, table, elapsed, stream.decode_record())
         except BaseException as error:  # KeyboardInterrupt too: the session must not stay "running"
             fail_session(self.db, session_id, error)
             raise
+        from fervideo.features import store_session_features  # pandas: loaded here, after the last chunk
+
         store_session_features(self.db, session_id, recompute=True, frames=table)  # docs/features.md
         run.timings["total_s"] = elapsed
         return ProcessResult(session_id, table[list(FRAME_TABLE_COLUMNS)], timings=run.timings,
@@ -326,7 +340,7 @@ class SessionProcessor:
         finally:  # on this stage's thread: a failure or a stop here also stops the decoding thread
             chunks.close()
 
-    def _classify_and_store(self, run: VideoRun, chunk: FrameChunk, faces: FaceBatch) -> pd.DataFrame:
+    def _classify_and_store(self, run: VideoRun, chunk: FrameChunk, faces: FaceBatch) -> ChunkRows:
         tock = time.perf_counter()
         with self.classifier_lock:
             probs = self.classifier.predict(faces.crops)

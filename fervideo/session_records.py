@@ -11,8 +11,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,6 +22,9 @@ from fervideo.interrupts import ProcessingInterrupted
 from fervideo.store import Frame, SessionStatus, Subject, VideoSession, get_or_create_subject
 from fervideo.store.leases import lease_expired, lease_values
 from fervideo.video import VideoStream
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sqlalchemy import func, select, text
@@ -13,7 +14,7 @@ from fervideo.cli import main
 from fervideo.emotion import ViTTinyFER
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.pipeline import SessionProcessor
-from fervideo.store import Frame, SessionStatus, VideoSession, open_database
+from fervideo.store import FRAME_QUALITY_COLUMNS, Frame, SessionStatus, VideoSession, frame_table, open_database
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -90,6 +91,26 @@ def test_frames_without_a_face_are_recorded_not_dropped(tmp_path, db_url):
     with open_database(db_url)() as db:
         session = db.get(VideoSession, session_id)
         assert session.status == SessionStatus.DONE and session.face_frames == 0
+
+
+def test_stored_rows_are_the_returned_rows_with_null_where_no_face(tmp_path, real_clip, db_url):
+    """The rows are written per chunk from plain arrays (pandas loads after the last chunk): what the
+    database holds must be exactly the returned table, NaN stored as NULL, quality columns included."""
+    processor = SessionProcessor(db_url=db_url, sample_fps=10)
+    processor.chunk_size = 8  # several chunks
+    blank = pattern_video(tmp_path / "blank.mkv", n_frames=20, width=160, height=120)
+    for video in (blank, real_clip):
+        result = processor.process(video, "S5")
+        with open_database(db_url)() as db:
+            stored = frame_table(db, result.session_id, with_quality=True)
+            nulls = db.scalar(select(func.count()).select_from(Frame).where(
+                Frame.session_id == result.session_id, Frame.face_found.is_(False), Frame.happiness.is_(None),
+                Frame.x1.is_(None)))
+        returned = result.frames.astype({c: "float64" for c in result.frames if result.frames[c].dtype.kind == "f"})
+        pd.testing.assert_frame_equal(stored.drop(columns=list(FRAME_QUALITY_COLUMNS)), returned, check_exact=True)
+        assert nulls == int((~result.frames["face_found"]).sum())
+        with_face = int(result.frames["face_found"].sum())
+        assert stored[list(FRAME_QUALITY_COLUMNS)].notna().sum().tolist() == [with_face] * 3
 
 
 def test_seed_layout_checkpoint_runs_through_the_pipeline(tmp_path, real_clip, db_url):

@@ -7,7 +7,7 @@ import threading
 import pandas as pd
 import pytest
 
-from fervideo.pipeline import SessionProcessor, frame_rows
+from fervideo.pipeline import SessionProcessor, frame_rows, frames_table
 from fervideo.store import FRAME_TABLE_COLUMNS
 from fervideo.video import VideoStream
 
@@ -22,7 +22,7 @@ def _serial_rows(processor: SessionProcessor, clip) -> pd.DataFrame:
     for chunk in stream:
         faces = processor.faces.analyze(chunk.rgb, tracker)
         tables.append(frame_rows(chunk, faces, processor.classifier.predict(faces.crops), stream.scale))
-    return pd.concat(tables, ignore_index=True)[list(FRAME_TABLE_COLUMNS)]
+    return frames_table(tables)[list(FRAME_TABLE_COLUMNS)]
 
 
 def _stage_threads_alive() -> list[str]:

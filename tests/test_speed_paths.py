@@ -335,6 +335,16 @@ def test_process_with_the_baseline_never_imports_heavy_modules(real_clip: Path, 
     assert outcome == {"code": 0, "loaded": []}
 
 
+def test_a_worker_reaches_its_first_chunk_without_pandas() -> None:
+    """A chunk's rows are plain arrays: pandas (with pyarrow ~0.3-0.4 s) loads after the last chunk, not
+    before the first stored frame."""
+    script = ("import sys, fervideo.pipeline, fervideo.batch.local, fervideo.batch.work; "
+              "print([m for m in ('pandas', 'pyarrow') if m in sys.modules])")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("device", ["cpu", "auto"])
 def test_process_with_a_warm_onnx_cache_never_imports_torch(real_clip: Path, db_url: str, device: str) -> None:
     """Both ONNX exports cached (named by the weights' sha256): torch is needed only to export them."""

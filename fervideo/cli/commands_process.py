@@ -217,7 +217,6 @@ def process(
     130/143 when stopped by SIGINT/SIGTERM (the sessions in flight are marked interrupted).
     """
     from fervideo.errors import InvalidArgumentError
-    from fervideo.store import open_database
 
     if ray_address is not None and not ray_address.strip():
         raise InvalidArgumentError("--ray= needs an address after the '=' (e.g. --ray=auto); or give --ray alone")
@@ -233,6 +232,8 @@ def process(
     # A local worker imports its modules while the checks below run; it opens nothing until started.
     early = None if ray or ray_address else spawn_workers_early(settings, workers, streams)
     try:
+        from fervideo.store import open_database  # after the spawn: SQLAlchemy's ~0.2 s overlaps the worker's
+
         # A database that cannot be opened or written (not one, read-only, behind) fails now, before torch
         # and the networks load; this also creates a new one once, before the workers race to.
         open_database(db).kw["bind"].dispose()
