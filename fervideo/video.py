@@ -123,13 +123,25 @@ def sample_frame_indices(frame_start_times: np.ndarray, sample_fps: float) -> np
     """Pick the frames to keep so that kept frames are `1/sample_fps` seconds apart in *time*.
 
     With `sample_fps == 0` every frame is kept. Works for variable frame rates because it never
-    assumes frames are evenly spaced (see TimeGrid).
+    assumes frames are evenly spaced (see TimeGrid). Frames timed before 0 are never kept (but see
+    `presented`).
     """
     if sample_fps < 0:
         raise InvalidArgumentError(f"--fps must be >= 0 (0 = every frame), got {sample_fps}")
     grid = TimeGrid(sample_fps)
-    kept = [index for index, start in enumerate(frame_start_times) if grid.keep(float(start))]
+    shown = presented(frame_start_times)
+    kept = [index for index, start in enumerate(frame_start_times) if shown[index] and grid.keep(float(start))]
     return np.asarray(kept, dtype=np.int64)
+
+
+def presented(frame_start_times: np.ndarray) -> np.ndarray:
+    """Which frames a viewer of the recording sees: those timed from 0 on. An MP4 edit list may start the
+    presentation after the first frames (pre-roll); players, OpenCV and PyAV never show them, while decord
+    indexes them with negative times (tests/data/no_face.mp4: three). A file whose every frame is timed
+    before 0 has merely offset times, and all its frames are presented."""
+    times = np.asarray(frame_start_times, dtype=np.float64)
+    shown = times >= -TimeGrid.SLACK_S  # timestamp rounding is not an edit list
+    return shown if shown.any() else np.ones(len(times), dtype=bool)
 
 
 def _header_timeline(start_times: np.ndarray, header: ContainerHeader) -> np.ndarray:
@@ -304,8 +316,8 @@ class VideoStream:
         for index, rgb in decode_sampled_parallel(self.path, self.start_times, self.sampled_indices, self.key_indices,
                                                   size, self.decode_threads, self.chunk_size, self.decode_ahead_frames):
             if last < 0 and index > self.sampled_indices[0]:
-                # Planned frames before PyAV's first: an MP4 edit list that starts presentation later (PyAV
-                # applies it, decord indexes every frame; tests/data/no_face.mp4), or a damaged start.
+                # Planned frames before PyAV's first (a damaged start; frames an edit list hides are never
+                # planned, see `presented`): decord decodes them, as it does those after PyAV's last.
                 yield from self._decord_chunks(self.sampled_indices[self.sampled_indices < index])
             batch.append((index, float(self.start_times[index]), rgb))
             last = index

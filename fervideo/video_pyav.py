@@ -7,7 +7,7 @@ only the sampled frames to RGB decodes each frame once and holds nothing but the
 
 decord still indexes the file (frame timestamps, the sampling plan); decoded frames are matched to that
 index by their timestamps, so a packet that fails to decode loses its own frames and nothing else (frames an
-MP4 edit list hides from PyAV are decoded by decord: VideoStream._pyav_chunks). The frames are the same
+MP4 edit list hides are never planned: fervideo.video.presented). The frames are the same
 bytes as decord's on the synthetic and single-face clips (tests/test_video_pyav.py; on one real file with an
 edit list decord's drift and PyAV's match OpenCV's): the same FFmpeg YUV->RGB conversion,
 and the rotation applied here as a lossless turn. Frames scaled down (a long side over 1280 px) differ by

