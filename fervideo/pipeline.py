@@ -178,7 +178,8 @@ def frames_table(chunks: list[ChunkRows]) -> pd.DataFrame:
     import pandas as pd
 
     if not chunks:
-        return pd.DataFrame({column: np.empty(0, np.float64) for column in FRAME_ROW_COLUMNS})
+        kinds = {"frame_index": np.int64, "face_found": bool}
+        return pd.DataFrame({column: np.empty(0, kinds.get(column, np.float64)) for column in FRAME_ROW_COLUMNS})
     return pd.DataFrame({column: np.concatenate([rows[column] for rows in chunks]) for column in FRAME_ROW_COLUMNS})
 
 

@@ -113,6 +113,14 @@ def test_stored_rows_are_the_returned_rows_with_null_where_no_face(tmp_path, rea
         assert stored[list(FRAME_QUALITY_COLUMNS)].notna().sum().tolist() == [with_face] * 3
 
 
+def test_an_empty_frame_table_has_the_columns_and_types_of_a_full_one():
+    from fervideo.pipeline import FRAME_ROW_COLUMNS, frames_table
+
+    empty = frames_table([])
+    assert list(empty.columns) == list(FRAME_ROW_COLUMNS) and len(empty) == 0
+    assert (empty["frame_index"].dtype, empty["face_found"].dtype, empty["t"].dtype) == (np.int64, bool, np.float64)
+
+
 def test_seed_layout_checkpoint_runs_through_the_pipeline(tmp_path, real_clip, db_url):
     torch.manual_seed(0)
     checkpoint = tmp_path / "final_model.pth"
