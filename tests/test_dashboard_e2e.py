@@ -3,11 +3,14 @@ Chromium (Debian's chromium + chromium-driver, driven by selenium) renders the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +23,10 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT_COPY = Path("/tmp/fervideo_dashboard_session.png")  # kept for a person to look at
 SCREENSHOT_FOLDER = Path("/tmp/fervideo_dashboard_pages")  # the unhappy database's pages, for a person to look at
 PAGE_TIMEOUT_S = 40
+# Selenium's HTTP client waits forever on a hung chromedriver (its timeout is the socket default, none): once
+# a busy machine held the whole suite 20 minutes on one page. Past this budget the driver is killed, so the
+# test fails with a connection error and a note, and the suite goes on (the unhappy pages take ~70 s quiet).
+BROWSER_BUDGET_S = 600
 # Chromium must not reach for the network (the test machine has none) and must not need a display.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -99,6 +106,21 @@ def login_server(db_url, tmp_path):
     yield from _serve(db_url, tmp_path, users)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, children first found first (from /proc's parent ids)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 @pytest.fixture
 def browser(tmp_path):
     from selenium import webdriver
@@ -109,8 +131,26 @@ def browser(tmp_path):
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
+    driver.set_page_load_timeout(PAGE_TIMEOUT_S)
+    hung = threading.Event()
+
+    def kill_the_driver() -> None:
+        hung.set()
+        for pid in (*_descendants(driver.service.process.pid), driver.service.process.pid):  # Chromium too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(BROWSER_BUDGET_S, kill_the_driver)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield driver
+    finally:
+        watchdog.cancel()
+        with contextlib.suppress(Exception):  # a killed driver answers nothing
+            driver.quit()
+    if hung.is_set():
+        pytest.fail(f"the browser hung: chromedriver killed after {BROWSER_BUDGET_S} s")
 
 
 def test_session_page_renders_in_headless_chromium(dashboard_server, browser, tmp_path):
