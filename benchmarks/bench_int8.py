@@ -1,4 +1,5 @@
-"""int8 agreement and speed table (issue 10): the ViT-Tiny in fp32 against its dynamic-int8 quantisation.
+"""int8 agreement and speed table (issue 10): the ViT-Tiny in fp32 against its two dynamic-int8 quantisations,
+ONNX Runtime's (what `--quantize int8` runs by default on the CPU) and torch's (`--backend torch`).
 
     python benchmarks/bench_int8.py                      # tests/data/single_face.mp4
     python benchmarks/bench_int8.py clip1.mp4 clip2.mp4  # the real clips given (plus nothing else)
@@ -7,7 +8,7 @@
 Per clip: every frame sampled (--fps 0 by default), faces found and aligned as `fervideo process` does
 (FaceAnalyzer, CPU), and both classifiers on the same crops: max and mean absolute probability difference
 and top-1 agreement. Then the forward pass alone (batch 32 of those crops, preprocessing included, the same
-threads) in alternating rounds, fp32 / int8 / fp32 / ..., so that a shared machine's load falls on both;
+threads) in alternating rounds, fp32 / int8 / torch int8 / fp32 / ..., so a shared machine's load falls on all;
 the median round is shown. Without --model the classifier is a stand-in with the seed's exact timm
 architecture and seeded random weights (no download): its agreement is the stand-in's, not the trained
 model's, whose logits are spread differently.
@@ -60,15 +61,16 @@ def frames_per_second(classifier, batch: np.ndarray, seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-def speed(fp32, int8, crops: np.ndarray, rounds: int, seconds: float) -> tuple[float, float]:
-    """Median frames/s of each, measured in alternating rounds after one warm-up batch each."""
+def speed(classifiers: dict, crops: np.ndarray, rounds: int, seconds: float) -> dict[str, float]:
+    """Median frames/s of each classifier, measured in alternating rounds after one warm-up batch each."""
     batch = np.resize(crops, (BATCH, *crops.shape[1:]))  # repeats the clip's crops up to a full batch
-    fp32.predict(batch), int8.predict(batch)
-    results: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for classifier in classifiers.values():
+        classifier.predict(batch)
+    results: dict[str, list[float]] = {name: [] for name in classifiers}
     for _ in range(rounds):
-        results["fp32"].append(frames_per_second(fp32, batch, seconds))
-        results["int8"].append(frames_per_second(int8, batch, seconds))
-    return statistics.median(results["fp32"]), statistics.median(results["int8"])
+        for name, classifier in classifiers.items():
+            results[name].append(frames_per_second(classifier, batch, seconds))
+    return {name: statistics.median(rates) for name, rates in results.items()}
 
 
 def main() -> None:
@@ -92,22 +94,29 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or str(standin_checkpoint(Path(folder)))
-        fp32 = load_classifier(model, device="cpu", batch_size=BATCH)
-        int8 = load_classifier(model, device="cpu", batch_size=BATCH, quantize="int8")
+        classifiers = {
+            "fp32": load_classifier(model, device="cpu", batch_size=BATCH),
+            "int8": load_classifier(model, device="cpu", batch_size=BATCH, quantize="int8"),
+            "torch int8": load_classifier(model, device="cpu", batch_size=BATCH, quantize="int8", backend="torch"),
+        }
     print(f"model: {args.model or 'ViT-Tiny stand-in (seed architecture, random weights, seed 0)'}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, quantized engine "
-          f"{torch.backends.quantized.engine}")
-    print(f"{'clip':<24} {'crops':>5} {'fp32 f/s':>8} {'int8 f/s':>8} {'speed-up':>8} "
+          f"{torch.backends.quantized.engine}; backends: "
+          + ", ".join(f"{name} {classifier.backend}" for name, classifier in classifiers.items()))
+    print(f"{'clip':<20} {'crops':>5} {'classifier':<11} {'f/s':>6} {'vs fp32':>7} "
           f"{'max |dP|':>8} {'mean |dP|':>9} {'top-1 agree':>11}")
     for video in args.videos or [CLIP]:
         crops = face_crops(video, args.fps)
         if len(crops) == 0:
-            print(f"{video.name[:24]:<24} no face found")
+            print(f"{video.name[:20]:<20} no face found")
             continue
-        measured = agreement(fp32.predict(crops), int8.predict(crops))
-        fps32, fps8 = speed(fp32, int8, crops, args.rounds, args.seconds)
-        print(f"{video.name[:24]:<24} {len(crops):>5} {fps32:>8.1f} {fps8:>8.1f} {fps8 / fps32:>7.2f}x "
-              f"{measured['max_abs']:>8.4f} {measured['mean_abs']:>9.4f} {measured['top1_agreement']:>10.1%}")
+        reference = classifiers["fp32"].predict(crops)
+        rates = speed(classifiers, crops, args.rounds, args.seconds)
+        for name, classifier in classifiers.items():
+            measured = agreement(reference, classifier.predict(crops))
+            print(f"{video.name[:20]:<20} {len(crops):>5} {name:<11} {rates[name]:>6.1f} "
+                  f"{rates[name] / rates['fp32']:>6.2f}x {measured['max_abs']:>8.4f} {measured['mean_abs']:>9.4f} "
+                  f"{measured['top1_agreement']:>10.1%}")
     print(f"\nf/s: forward pass with preprocessing, batch {BATCH}, median of {args.rounds} alternating rounds. "
           "dP: probability difference int8 - fp32 over every class of every crop.")
 

@@ -236,7 +236,7 @@ class SessionProcessor:
     @property
     def settings(self) -> dict:
         """Everything that changes the stored result; hashed into the session's settings_key."""
-        quantize = self.classifier.quantize
+        quantize = self.classifier.quantize_setting  # "int8" (torch) or "int8-onnxruntime"
         return {
             "sample_fps": self.sample_fps,
             "classifier_sha256": self.classifier.weights_sha256,

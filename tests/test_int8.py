@@ -52,38 +52,82 @@ def real_face_crops() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def fp32_and_int8(standin_vit):
+    """fp32 and int8 as `--quantize int8` gives them by default on the CPU: both in ONNX Runtime."""
     return (load_classifier(str(standin_vit), device="cpu", batch_size=32),
             load_classifier(str(standin_vit), device="cpu", batch_size=32, quantize="int8"))
 
 
-def test_int8_probabilities_agree_with_fp32_on_real_faces(fp32_and_int8, real_face_crops):
+@pytest.fixture(scope="module")
+def torch_int8(standin_vit):
+    return load_classifier(str(standin_vit), device="cpu", batch_size=32, quantize="int8", backend="torch")
+
+
+@pytest.mark.parametrize("implementation", ["onnxruntime", "torch"])
+def test_int8_probabilities_agree_with_fp32_on_real_faces(fp32_and_int8, torch_int8, real_face_crops,
+                                                          implementation):
     fp32, int8 = fp32_and_int8
+    int8 = torch_int8 if implementation == "torch" else int8
     reference, quantised = fp32.predict(real_face_crops), int8.predict(real_face_crops)
     np.testing.assert_allclose(quantised.sum(axis=1), 1.0, atol=1e-5)
     measured = agreement(reference, quantised)
-    print(f"\nint8 vs fp32 on {measured['n']} real crops: max {measured['max_abs']:.4f}, "
+    print(f"\n{implementation} int8 vs fp32 on {measured['n']} real crops: max {measured['max_abs']:.4f}, "
           f"mean {measured['mean_abs']:.4f}, top-1 {measured['top1_agreement']:.0%}")
     assert 0 < measured["max_abs"] <= PROB_TOLERANCE  # > 0: the quantised network really ran
     assert measured["top1_agreement"] >= TOP1_AGREEMENT
 
 
-def test_quantised_linear_layers_and_provenance(fp32_and_int8):
+def test_torch_int8_quantises_the_linear_layers(fp32_and_int8, torch_int8):
+    fp32, _ = fp32_and_int8
+    assert torch_int8.backend == "torch"
+    assert isinstance(torch_int8.model.backbone.vit.blocks[0].attn.qkv, torch.ao.nn.quantized.dynamic.Linear)
+    assert isinstance(torch_int8.model.classifier, torch.ao.nn.quantized.dynamic.Linear)
+    assert (torch_int8.provenance()["quantize"], torch_int8.result_name) == ("int8", "vit_tiny_standin+int8")
+    assert fp32.weights_sha256 == torch_int8.weights_sha256
+
+
+def test_onnx_int8_is_a_quantised_export_cached_beside_the_fp32_one(fp32_and_int8):
+    import onnx
+
     fp32, int8 = fp32_and_int8
-    assert isinstance(int8.model.backbone.vit.blocks[0].attn.qkv, torch.ao.nn.quantized.dynamic.Linear)
-    assert isinstance(int8.model.classifier, torch.ao.nn.quantized.dynamic.Linear)
+    assert (fp32.backend, int8.backend) == ("onnx", "onnx")
+    assert int8._onnx.path != fp32._onnx.path and int8._onnx.path.parent == fp32._onnx.path.parent
+    assert "-int8-" in int8._onnx.path.name and fp32.weights_sha256[:32] in int8._onnx.path.name
+    operators = {node.op_type for node in onnx.load(str(int8._onnx.path)).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= operators
+    assert "MatMulInteger" not in {node.op_type for node in onnx.load(str(fp32._onnx.path)).graph.node}
+    assert not list(int8._onnx.path.parent.glob("*.partial"))  # written to a temporary name, then renamed
     assert (fp32.provenance()["quantize"], int8.provenance()["quantize"]) == (None, "int8")
     assert (fp32.result_name, int8.result_name) == ("vit_tiny_standin", "vit_tiny_standin+int8")
     assert fp32.weights_sha256 == int8.weights_sha256  # the same weights file; the settings key tells them apart
 
 
-def test_settings_key_differs_with_and_without_int8(fp32_and_int8, db_url):
+def test_the_onnx_quantiser_says_nothing_and_leaves_logging_as_it_was(fp32_and_int8, tmp_path):
+    """ONNX Runtime's quantiser logs advice on the root logger with logging.warning, which on a bare root
+    (a spawned worker) would also install a stderr handler for everything after."""
+    import subprocess
+    import sys
+
+    fp32, _ = fp32_and_int8
+    out = tmp_path / "int8.onnx"
+    script = ("import logging, sys; from pathlib import Path; "
+              "from fervideo.emotion.quantize import quantize_onnx_int8; "
+              "quantize_onnx_int8(Path(sys.argv[1]), Path(sys.argv[2])); print(len(logging.getLogger().handlers))")
+    completed = subprocess.run([sys.executable, "-c", script, str(fp32._onnx.path), str(out)],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "0" and "pre-process" not in completed.stderr
+    assert out.stat().st_size > 0
+
+
+def test_settings_key_differs_with_and_without_int8_and_between_the_two_int8s(fp32_and_int8, torch_int8, db_url):
     fp32, int8 = fp32_and_int8
     analyzer = FaceAnalyzer(device="cpu")
-    plain = SessionProcessor(db_url=db_url, classifier=fp32, face_analyzer=analyzer)
-    quantised = SessionProcessor(db_url=db_url, classifier=int8, face_analyzer=analyzer)
+    plain, quantised, quantised_torch = (SessionProcessor(db_url=db_url, classifier=c, face_analyzer=analyzer)
+                                         for c in (fp32, int8, torch_int8))
     assert "classifier_quantize" not in plain.settings  # keys of sessions processed before the option hold
-    assert quantised.settings["classifier_quantize"] == "int8"
-    assert plain.settings_key != quantised.settings_key
+    assert quantised.settings["classifier_quantize"] == "int8-onnxruntime"
+    assert quantised_torch.settings["classifier_quantize"] == "int8"  # as before ONNX Runtime's int8 existed
+    assert len({plain.settings_key, quantised.settings_key, quantised_torch.settings_key}) == 3
 
 
 def test_sessions_with_and_without_int8_are_never_mixed(fp32_and_int8, db_url, real_clip):

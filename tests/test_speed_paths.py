@@ -201,9 +201,26 @@ def test_onnx_vit_agrees_with_torch(tmp_path: Path, frames: np.ndarray) -> None:
     assert (probs.argmax(1) == expected.argmax(1)).all()
 
 
-def test_int8_vit_stays_in_torch(tmp_path: Path) -> None:
+def test_int8_vit_runs_where_its_backend_says_and_falls_back_to_torch_int8(tmp_path: Path, monkeypatch,
+                                                                           caplog) -> None:
+    import fervideo.emotion.classifier as classifier_module
+
     path = _standin_vit(tmp_path)
-    assert load_classifier(str(path), device="cpu", backend="onnx", quantize="int8").backend == "torch"
+    for backend in ("onnx", "auto"):
+        int8 = load_classifier(str(path), device="cpu", backend=backend, quantize="int8")
+        assert (int8.backend, int8.quantize_setting) == ("onnx", "int8-onnxruntime")
+    int8 = load_classifier(str(path), device="cpu", backend="torch", quantize="int8")
+    assert (int8.backend, int8.quantize_setting) == ("torch", "int8")
+
+    def broken(source: Path, out: Path) -> None:
+        raise RuntimeError("quantiser exploded\nsecond line")
+
+    monkeypatch.setattr(classifier_module, "quantize_onnx_int8", broken)
+    monkeypatch.setenv("FERVIDEO_HOME", str(tmp_path / "cold"))  # no cached int8 file to take instead
+    fallback = load_classifier(str(path), device="cpu", quantize="int8")
+    assert (fallback.backend, fallback.quantize_setting) == ("torch", "int8")  # still quantised, the torch way
+    assert isinstance(fallback.model.classifier, torch.ao.nn.quantized.dynamic.Linear)
+    assert "(quantiser exploded); using torch" in caplog.text and "second line" not in caplog.text
 
 
 def test_onnx_runs_in_sub_batches_with_the_bits_of_one_call(frames: np.ndarray) -> None:
@@ -370,6 +387,20 @@ def test_vit_with_a_warm_onnx_cache_imports_neither_torch_nor_timm(tmp_path: Pat
     script = IN_PROCESS_CLI.replace(repr(HEAVY_MODULES), repr(("torch", *HEAVY_MODULES)))
     command = [sys.executable, "-c", script, "process", str(real_clip), "--subject", "S01",
                "--model", str(vit), "--device", "cpu", "--backend", "onnx", "--db", db_url]
+    completed = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == {"code": 0, "loaded": []}
+
+
+def test_int8_vit_with_a_warm_onnx_cache_imports_neither_torch_nor_timm(tmp_path: Path, real_clip: Path,
+                                                                        db_url: str) -> None:
+    """`--quantize int8` on the CPU runs ONNX Runtime's int8 export: torch is needed only to make it."""
+    vit = _standin_vit(tmp_path)
+    RetinaFaceDetector(backend="onnx")
+    assert load_classifier(str(vit), device="cpu", quantize="int8").backend == "onnx"
+    script = IN_PROCESS_CLI.replace(repr(HEAVY_MODULES), repr(("torch", *HEAVY_MODULES)))
+    command = [sys.executable, "-c", script, "process", str(real_clip), "--subject", "S01", "--quantize", "int8",
+               "--model", str(vit), "--device", "cpu", "--db", db_url]
     completed = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == {"code": 0, "loaded": []}

@@ -11,10 +11,11 @@ import numpy as np
 from fervideo.emotion.config import MINI_XCEPTION, SEED_VIT_CONFIG, ModelConfig
 from fervideo.emotion.preprocess import check_crops
 from fervideo.emotion.preprocess_numpy import to_model_input_numpy
-from fervideo.emotion.quantize import check_quantizable, normalise_quantize, quantize_dynamic_int8
+from fervideo.emotion.quantize import check_quantizable, normalise_quantize, quantize_dynamic_int8, quantize_onnx_int8
 from fervideo.labels import CANONICAL_LABELS
 from fervideo.runtime import (
     OnnxModel,
+    cached_onnx_file,
     device_of,
     export_onnx,
     load_onnx_model,
@@ -63,7 +64,7 @@ class EmotionClassifier:
     """A loaded classifier. `labels` is always CANONICAL_LABELS: the model's own order is remapped.
 
     backend: auto, torch or onnx (fervideo.runtime); `auto` runs ONNX_ARCHITECTURES in ONNX Runtime, `onnx`
-    every architecture (quantize keeps torch), from an export cached by the weights' sha256; that path
+    every architecture, from an export cached by the weights' sha256 (quantised there by ONNX Runtime); that path
     preprocesses in numpy (preprocess_numpy, equal to the torch preprocessing to float32 rounding) and
     builds the torch network only to export it the first time.
     model: the loaded network, or None with `build` (a function returning it) to build it only if needed.
@@ -110,19 +111,39 @@ class EmotionClassifier:
         check_quantizable(self.quantize, config.architecture, self.device.type, what=name)
         self.backend = resolve_backend(backend, self.device.type)
         asked_for_onnx = requested_backend(backend) == "onnx"
-        if self.quantize or (config.architecture not in ONNX_ARCHITECTURES and not asked_for_onnx):
+        if config.architecture not in ONNX_ARCHITECTURES and not asked_for_onnx:
             self.backend = "torch"
         self._onnx: OnnxModel | None = None
         if self.backend == "onnx":
-            kind = f"{config.architecture}-{config.in_channels}x{config.input_size}-{len(config.labels)}"
-            self._onnx = load_onnx_model(kind, weights_sha256,
-                                         lambda out: export_classifier_onnx(self.model, config, out), threads)
+            self._onnx = self._load_onnx(threads)
             self.backend = "onnx" if self._onnx is not None else "torch"
         if self._onnx is None:
             self.device = torch_device(self.device)  # a torch.device from here on
             self.model  # noqa: B018 -- built now, so a bad checkpoint fails at load time, not mid-video
             if self.quantize:  # after the weights are in: quantize_dynamic reads the fp32 Linear weights
                 self._model = quantize_dynamic_int8(self._model)
+
+    def _load_onnx(self, threads: int | None) -> OnnxModel | None:
+        """The cached fp32 export in ONNX Runtime, or with `quantize` its int8 quantisation (cached beside it,
+        made from it on first use); None where either fails (torch then runs, quantised the torch way)."""
+        config = self.config
+        kind = f"{config.architecture}-{config.in_channels}x{config.input_size}-{len(config.labels)}"
+
+        def export(out: Path) -> None:
+            export_classifier_onnx(self.model, config, out)
+
+        if not self.quantize:
+            return load_onnx_model(kind, self.weights_sha256, export, threads)
+        return load_onnx_model(f"{kind}-{self.quantize}", self.weights_sha256, lambda out: quantize_onnx_int8(
+            cached_onnx_file(kind, self.weights_sha256, export), out), threads)
+
+    @property
+    def quantize_setting(self) -> str | None:
+        """What enters the settings key: the mode, and which implementation ran it (ONNX Runtime's and torch's
+        int8 each agree with fp32 within the stated tolerance, but not bit for bit with each other)."""
+        if not self.quantize:
+            return None
+        return f"{self.quantize}-onnxruntime" if self._onnx is not None else self.quantize
 
     @property
     def model(self):
