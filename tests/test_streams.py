@@ -65,7 +65,9 @@ def test_a_timeout_kills_the_process_fails_that_video_and_redoes_the_other(tmp_p
 
 
 def test_sigterm_interrupts_every_video_in_flight_and_a_rerun_finishes_them(tmp_path, db_url):
-    videos = [pattern_video(tmp_path / f"long{i}.mp4", n_frames=160 + i, width=96, height=64) for i in range(2)]
+    # Long enough that both are still running when the signal lands: with 160 frames each, a faster pipeline
+    # (pandas no longer loaded per chunk) finished both between the first stored chunks and the SIGTERM.
+    videos = [pattern_video(tmp_path / f"long{i}.mp4", n_frames=1600 + i, width=96, height=64) for i in range(2)]
     items = plan_from_paths(videos, "S1")
     open_database(db_url)
 
@@ -85,7 +87,7 @@ def test_sigterm_interrupts_every_video_in_flight_and_a_rerun_finishes_them(tmp_
     done = sessions_in(db_url)
     assert [s.status for s in done] == [SessionStatus.DONE] * 2
     assert frame_counts(db_url) == {s.id: s.sampled_frames for s in done}
-    assert {os.path.basename(s.video_path): s.sampled_frames for s in done} == {"long0.mp4": 160, "long1.mp4": 161}
+    assert {os.path.basename(s.video_path): s.sampled_frames for s in done} == {"long0.mp4": 1600, "long1.mp4": 1601}
 
 
 @pytest.mark.usefixtures("local_ray")
