@@ -159,18 +159,18 @@ def _prefetched(items: Iterator[T], depth: int = 1, name: str = "fervideo-decode
 def frame_rows(chunk: FrameChunk, faces: FaceBatch, probs: np.ndarray, scale: float) -> ChunkRows:
     """The per-frame rows of one chunk: every sampled frame, face or not; NaN where there is no face."""
     found = faces.found
-    rows: ChunkRows = {"frame_index": chunk.indices.astype(np.int64), "t": chunk.timestamps.astype(np.float64),
-                       "face_found": found.astype(bool), "face_score": np.where(found, faces.scores, np.nan)}
+    rows: ChunkRows = {"frame_index": chunk.indices.astype(np.int64), "t": chunk.timestamps, "face_found": found,
+                       "face_score": np.where(found, faces.scores, np.nan)}
     boxes = np.where(found[:, None], faces.boxes * scale, np.nan)
     rows.update(zip(("x1", "y1", "x2", "y2"), boxes.T, strict=True))
     full_probs = np.full((len(found), len(CANONICAL_LABELS)), np.nan, dtype=np.float64)
     full_probs[found] = probs
     rows.update(zip(CANONICAL_LABELS, full_probs.T, strict=True))
-    for column in FRAME_QUALITY_COLUMNS:
+    for column in FRAME_QUALITY_COLUMNS:  # float32, as the faces stage measures them
         values = faces.quality.get(QUALITY_SOURCE_KEYS[column], np.full(len(found), np.nan))
-        rows[column] = np.where(found, values, np.nan).astype(np.float64)
+        rows[column] = np.where(found, values, np.nan)
     rows["face_size"] = rows["face_size"] * scale
-    return {column: np.ascontiguousarray(rows[column]) for column in FRAME_ROW_COLUMNS}
+    return rows  # in FRAME_ROW_COLUMNS order
 
 
 def frames_table(chunks: list[ChunkRows]) -> pd.DataFrame:
