@@ -6,6 +6,8 @@
 #                                                              mini-xception-fer2013 for the baseline)
 #
 # WORKDIR must hold the clips and the stand-in made by `benchmarks/bench_speed.py --workdir WORKDIR`.
+# SIZES (default "640x360 1280x720") names the clips: e.g. SIZES="640x360_medium 1280x720_medium" for the
+# B-frame clips of `benchmarks/bench_decode.py --presets medium`.
 # Prints "condition size old|new start-up-s steady-f/s total-s peak-RSS-MB" per run.
 set -euo pipefail
 old_ref=$1 workdir=$2 repeats=${3:-3} model=${4:-$2/vit_tiny_standin.pth}
@@ -22,7 +24,7 @@ run() {  # size code-root: one fresh process; the code root goes first on the pa
 for condition in quiet busy; do
   busy_pid=
   if [ "$condition" = busy ]; then python3 -c "while True: pass" & busy_pid=$!; fi
-  for size in 640x360 1280x720; do
+  for size in ${SIZES:-640x360 1280x720}; do
     for _ in $(seq "$repeats"); do
       echo "$condition $size old $(run "$size" "$old_tree")"
       echo "$condition $size new $(run "$size" "$root")"

@@ -39,17 +39,18 @@ from bench_process import peak_rss_mb  # noqa: E402  (one definition of the peak
 BUSY_LOOP = "while True: pass"
 
 
-def make_video(folder: Path, seconds: float, width: int, height: int) -> Path:
+def make_video(folder: Path, seconds: float, width: int, height: int, preset: str = "ultrafast") -> Path:
     import cv2
     import decord
     from synthetic_media import looped_clip_video
 
-    path = folder / f"clip_{int(seconds)}s_{width}x{height}.mp4"
+    suffix = "" if preset == "ultrafast" else f"_{preset}"  # the first clips' names stay
+    path = folder / f"clip_{int(seconds)}s_{width}x{height}{suffix}.mp4"
     if not path.exists():
         frames = decord.VideoReader(str(ROOT / "tests/data/single_face.mp4")).get_batch(range(72)).asnumpy()
         if frames.shape[1:3] != (height, width):
             frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames]
-        looped_clip_video(path, __import__("numpy").stack(frames), seconds)
+        looped_clip_video(path, __import__("numpy").stack(frames), seconds, preset=preset)
     return path
 
 

@@ -57,8 +57,9 @@ def key_frame_runs(key_indices: np.ndarray, wanted: np.ndarray, frame_count: int
 
 
 def _frames_from(container, start_times: np.ndarray, tolerance: float, first: int,
-                 seek: bool = True) -> Iterator[tuple[int, object]]:
-    """(index, frame) from frame `first` on: after a seek to its key frame, or (seek=False) from the file's start.
+                 seek: bool = True, wanted: set[int] | None = None) -> Iterator[tuple[int, object]]:
+    """(index, frame) from frame `first` on: after a seek to its key frame, or (seek=False) from the file's start;
+    with `wanted`, H.264 non-reference frames outside it may be skipped (video_pyav.indexed_frames).
     Raises _SeekNotTrusted when the seek does not land on frame `first`."""
     import av
 
@@ -66,7 +67,8 @@ def _frames_from(container, start_times: np.ndarray, tolerance: float, first: in
     if not stream.codec_context.is_open:  # a reused container's codec is open already
         stream.thread_count = 1  # the decoders are the threads
     if not seek or first == 0:
-        yield from ((i, f) for i, f in indexed_frames(container, stream, start_times, tolerance) if i >= first)
+        yield from ((i, f) for i, f in indexed_frames(container, stream, start_times, tolerance, wanted=wanted)
+                    if i is not None and i >= first)
         return
     try:
         # Backward from half a frame past the key frame's start: lands on that key frame, whatever the rounding.
@@ -74,7 +76,7 @@ def _frames_from(container, start_times: np.ndarray, tolerance: float, first: in
     except av.error.FFmpegError as exc:
         raise _SeekNotTrusted from exc
     placed = False  # counting frames without a timestamp needs a placed frame first
-    for index, frame in indexed_frames(container, stream, start_times, tolerance, counter=None):
+    for index, frame in indexed_frames(container, stream, start_times, tolerance, counter=None, wanted=wanted):
         if not placed:
             if index is None or index > first:
                 raise _SeekNotTrusted
@@ -131,7 +133,8 @@ class _OpenContainers:
 
 
 def _decode_run(containers: _OpenContainers, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
-                size: tuple[int, int] | None, hand_on: Callable[[object], bool], seek: bool = True) -> None:
+                size: tuple[int, int] | None, hand_on: Callable[[object], bool], seek: bool = True,
+                skip_unsampled: bool = True) -> None:
     """Hand on (index, RGB frame) for the wanted frames of `run` in presentation order, then _RUN_DONE.
     A run that starts at the file's start, or is decoded from it, gets a fresh container (no seek needed)."""
     import av
@@ -140,7 +143,9 @@ def _decode_run(containers: _OpenContainers, start_times: np.ndarray, wanted_set
     last_handed = first - 1
     fresh = not seek or first == 0
     with av.open(str(containers.path)) if fresh else nullcontext(containers.get()) as container:
-        for index, frame in _frames_from(container, start_times, frame_tolerance(start_times), first, seek):
+        frames = _frames_from(container, start_times, frame_tolerance(start_times), first, seek,
+                              wanted_set if skip_unsampled else None)
+        for index, frame in frames:
             if index >= end:
                 break
             if index in wanted_set and index > last_handed:
@@ -151,7 +156,7 @@ def _decode_run(containers: _OpenContainers, start_times: np.ndarray, wanted_set
 
 
 def _fill(containers: _OpenContainers, start_times: np.ndarray, wanted_set: set[int], run: tuple[int, int],
-          size: tuple[int, int] | None, into: queue.Queue, stop: threading.Event) -> None:
+          size: tuple[int, int] | None, into: queue.Queue, stop: threading.Event, skip_unsampled: bool) -> None:
     def hand_on(item: object) -> bool:
         return put_unless_stopped(into, item, stop)
 
@@ -159,12 +164,12 @@ def _fill(containers: _OpenContainers, start_times: np.ndarray, wanted_set: set[
         return
     try:
         try:
-            _decode_run(containers, start_times, wanted_set, run, size, hand_on)
+            _decode_run(containers, start_times, wanted_set, run, size, hand_on, skip_unsampled=skip_unsampled)
         except _SeekNotTrusted:
             containers.discard()
             log.info("%s: seek to frame %d not trusted; decoding that run from the start", containers.path.name,
                      run[0])
-            _decode_run(containers, start_times, wanted_set, run, size, hand_on, seek=False)
+            _decode_run(containers, start_times, wanted_set, run, size, hand_on, False, skip_unsampled)
     except BaseException as exc:  # handed to the consumer, which re-raises it
         containers.discard()
         hand_on(exc)
@@ -173,14 +178,15 @@ def _fill(containers: _OpenContainers, start_times: np.ndarray, wanted_set: set[
 def decode_sampled_parallel(
     path: Path, start_times: np.ndarray, wanted: np.ndarray, key_indices: np.ndarray,
     size: tuple[int, int] | None = None, workers: int = 2, min_run: int = 32, buffer_frames: int = 32,
+    skip_unsampled: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB frame) for each index in `wanted` that decodes, in presentation order, decoded by up to
     `workers` decoders at once (see the module's docstring). With one worker, a file whose key frames make a
     single run, or one whose trial seek does not land on its key frame, this is decode_sampled with FFmpeg's
-    frame threads."""
+    frame threads. `skip_unsampled`: as in decode_sampled."""
     runs = key_frame_runs(key_indices, wanted, len(start_times), min_run)
     if workers < 2 or len(runs) < 2 or not _seeks_land_on_key_frames(path, start_times, runs[1][0]):
-        yield from decode_sampled(path, start_times, wanted, size, workers)
+        yield from decode_sampled(path, start_times, wanted, size, workers, skip_unsampled)
         return
     wanted_set = set(wanted.tolist())
     containers = _OpenContainers(path)
@@ -193,7 +199,7 @@ def decode_sampled_parallel(
             run = next(upcoming, None)
             if run is not None:
                 frames: queue.Queue = queue.Queue(maxsize=buffer_frames)
-                pool.submit(_fill, containers, start_times, wanted_set, run, size, frames, stop)
+                pool.submit(_fill, containers, start_times, wanted_set, run, size, frames, stop, skip_unsampled)
                 in_flight.append(frames)
 
         try:

@@ -55,15 +55,56 @@ def to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
 
 
+class _UnsampledReferenceSkip:
+    """Asks the H.264 decoder to drop the non-reference frames that are not sampled.
+
+    At --fps 5 of a 30-fps file five frames in six are decoded only for the frames that refer to them; a frame
+    whose NAL units say it is no reference (nal_ref_idc 0: typically half the B-frames of an x264 file) is
+    referred to by none, so skipping it changes no other frame's bytes. The decision is per packet, by the
+    packet's timestamp: a packet that matches no index entry, or a sampled one, is decoded. H.264 only, where
+    the bitstream itself guarantees this; other codecs decode every frame.
+    Skipping leaves gaps that the counting of frames without a timestamp (indexed_frames' `counter`) cannot
+    see, so the first such frame turns skipping off for the rest of the file and is not placed."""
+
+    def __init__(self, stream, start_times: np.ndarray, tolerance: float, wanted: set[int] | None) -> None:
+        self._stream, self._start_times, self._tolerance, self._wanted = stream, start_times, tolerance, wanted
+        self.on = wanted is not None and len(wanted) < len(start_times) and stream.codec_context.name == "h264"
+        self.used = False
+        if stream.codec_context.skip_frame != "DEFAULT":  # a reused container's decoder, left skipping
+            stream.codec_context.skip_frame = "DEFAULT"
+        self._mode = "DEFAULT"
+
+    def before(self, packet) -> None:
+        if not self.on:
+            return
+        time_s = None if packet.pts is None else float(packet.pts * self._stream.time_base)
+        index = _index_of(time_s, self._start_times, self._tolerance)
+        self._set("NONREF" if index is not None and index not in self._wanted else "DEFAULT")
+        self.used |= self._mode == "NONREF"
+
+    def turn_off(self) -> None:
+        self._set("DEFAULT")
+        self.on = self.used = False
+
+    def _set(self, mode: str) -> None:
+        if mode != self._mode:
+            self._stream.codec_context.skip_frame = mode
+            self._mode = mode
+
+
 def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
-                   counter: int | None = 0) -> Iterator[tuple[int | None, object]]:
+                   counter: int | None = 0, wanted: set[int] | None = None) -> Iterator[tuple[int | None, object]]:
     """(index in `start_times`, frame) for every frame that decodes from the container's position on.
 
     A frame is matched to the index by its time; one without a time (or none near) takes the position after
-    the previous frame (`counter`), or None while no frame has been placed (`counter=None`: after a seek)."""
+    the previous frame (`counter`), or None while no frame has been placed (`counter=None`: after a seek).
+    With `wanted`, H.264 non-reference frames outside it may be skipped (_UnsampledReferenceSkip): not decoded,
+    not yielded; every frame in `wanted` still is."""
     import av
 
+    skip = _UnsampledReferenceSkip(stream, start_times, tolerance, wanted)
     for packet in container.demux(stream):
+        skip.before(packet)
         try:
             frames = packet.decode()
         except av.error.FFmpegError as exc:  # a damaged packet: its frames are lost, not the rest
@@ -71,6 +112,9 @@ def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
             continue
         for frame in frames:
             index = _index_of(frame.time, start_times, tolerance)
+            if index is None and skip.used:  # frames skipped before it: the count no longer says where it is
+                skip.turn_off()
+                counter = None
             index = counter if index is None else index
             counter = None if index is None else index + 1
             yield index, frame
@@ -78,7 +122,7 @@ def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
 
 def decode_sampled(
     path: Path, start_times: np.ndarray, wanted: np.ndarray, size: tuple[int, int] | None = None,
-    threads: int = 1,
+    threads: int = 1, skip_unsampled: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB frame) for each index in `wanted` that decodes, in presentation order.
 
@@ -86,6 +130,8 @@ def decode_sampled(
     stored (before any turn). Frames are not turned: the caller applies the container's rotation.
     `threads` > 1 turns on FFmpeg's frame and slice threads (the one-decoder path of
     fervideo.video_parallel, which decodes runs of the file on several decoders at once).
+    `skip_unsampled`: skip H.264 non-reference frames that are not wanted (the same frames, less decoding;
+    False decodes every frame, for comparison).
     """
     import av
 
@@ -97,7 +143,9 @@ def decode_sampled(
         if threads > 1:
             stream.thread_type = "AUTO"
         # No early stop at the last wanted index: a damaged frame's timestamp may point anywhere.
-        for index, frame in indexed_frames(container, stream, start_times, frame_tolerance(start_times)):
+        frames = indexed_frames(container, stream, start_times, frame_tolerance(start_times),
+                                wanted=wanted_set if skip_unsampled else None)
+        for index, frame in frames:
             if index in wanted_set and index > last_yielded:
                 last_yielded = index
                 yield index, to_rgb(frame, size)

@@ -90,12 +90,14 @@ def pattern_video(path: Path, n_frames: int = 60, width: int = 160, height: int 
     return write_video(path, (pattern_frame(i, width, height) for i in range(n_frames)), fps=fps, **kwargs)
 
 
-def looped_clip_video(path: Path, source_frames: np.ndarray, seconds: float, fps: float = 30.0) -> Path:
-    """A long video made by playing `source_frames` forwards and backwards (real faces, any length)."""
+def looped_clip_video(path: Path, source_frames: np.ndarray, seconds: float, fps: float = 30.0,
+                      preset: str = "ultrafast") -> Path:
+    """A long video made by playing `source_frames` forwards and backwards (real faces, any length);
+    libx264's `preset` ("ultrafast": no B-frames; "medium", its default: B-frames, as most encoders write)."""
     cycle = np.concatenate([source_frames, source_frames[::-1]])
     n_frames = round(seconds * fps)
     return write_video(path, (cycle[i % len(cycle)] for i in range(n_frames)), fps=fps,
-                       options={"preset": "ultrafast"})
+                       options={"preset": preset})
 
 
 def upright_marker_frame(width: int = 96, height: int = 128) -> np.ndarray:

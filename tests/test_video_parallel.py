@@ -44,9 +44,9 @@ def runs_decoded(monkeypatch):
     """The runs the decoders took, and on which threads."""
     real, seen = video_parallel._decode_run, []
 
-    def recording(containers, start_times, wanted_set, run, size, hand_on, seek=True):
+    def recording(containers, start_times, wanted_set, run, size, hand_on, seek=True, skip_unsampled=True):
         seen.append((run, threading.current_thread().name, seek))
-        return real(containers, start_times, wanted_set, run, size, hand_on, seek)
+        return real(containers, start_times, wanted_set, run, size, hand_on, seek, skip_unsampled)
 
     monkeypatch.setattr(video_parallel, "_decode_run", recording)
     return seen
@@ -68,6 +68,28 @@ def test_open_gop_leading_pictures_stay_in_their_run(tmp_path, runs_decoded):
                          options={"x264-params": "open-gop=1:keyint=15:min-keyint=15:scenecut=0:bframes=3"})
     _assert_same_as_one_decoder(path, chunk_size=4, sample_fps=0)
     assert len(runs_decoded) >= 3
+
+
+@pytest.mark.parametrize("fps", [10.0, 5.0])
+def test_skipping_unsampled_frames_on_several_decoders_changes_no_frame(tmp_path, fps, runs_decoded):
+    """Each decoder skips the H.264 non-reference frames it is not asked for (video_pyav.indexed_frames): the
+    frames are those of every frame decoded. (A decoder reused for its next run once carried its skipping
+    over and lost sampled frames of this variable-rate file, in some thread orders only; the deterministic
+    regression test is test_video_pyav's test_every_frame_wanted_skips_nothing.)"""
+    from fervideo.video_parallel import decode_sampled_parallel
+    from fervideo.video_pyav import decode_sampled
+
+    stamps = [i / 30 for i in range(60)] + [2 + i / 10 for i in range(30)]
+    for path in (pattern_video(tmp_path / "vfr.mp4", n_frames=90, timestamps_s=stamps, options={"g": "10"}),
+                 pattern_video(tmp_path / "open.mp4", n_frames=100, width=128, height=96,
+                               options={"x264-params": "open-gop=1:keyint=15:min-keyint=15:scenecut=0:bframes=3"})):
+        stream = VideoStream(path, sample_fps=fps)
+        plan = (path, stream.start_times, stream.sampled_indices)
+        every = list(decode_sampled(*plan, skip_unsampled=False))
+        parallel = list(decode_sampled_parallel(*plan, stream.key_indices, None, 3, 4))
+        assert [i for i, _ in parallel] == [i for i, _ in every] == stream.sampled_indices.tolist()
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(parallel, every, strict=True))
+    assert len(runs_decoded) >= 6
 
 
 @pytest.mark.parametrize("suffix", ["mkv", "webm", "mov"])
@@ -98,8 +120,8 @@ def _losing_the_key_frame_after_seeks(monkeypatch, spare_first: int):
     except for the first `spare_first` seeks."""
     real, seeks = video_parallel.indexed_frames, {"n": 0}
 
-    def losing(container, stream, start_times, tolerance, counter=0):
-        frames = real(container, stream, start_times, tolerance, counter)
+    def losing(container, stream, start_times, tolerance, counter=0, wanted=None):
+        frames = real(container, stream, start_times, tolerance, counter, wanted)
         if counter is None:  # after a seek
             seeks["n"] += 1
             if seeks["n"] > spare_first:

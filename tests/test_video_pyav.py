@@ -175,6 +175,96 @@ def test_what_pyav_leaves_undecoded_at_the_end_is_decoded_by_decord(tmp_path, mo
     assert stream.warnings == [] and stream._reader is None  # nothing lost; decord's reader closed again
 
 
+def _frames_out_of_the_decoder(path: Path, wanted: set[int] | None, left_skipping: bool = False
+                               ) -> list[tuple[int, np.ndarray]]:
+    import av
+
+    from fervideo.video_pyav import frame_tolerance, indexed_frames
+
+    start_times = VideoStream(path).start_times
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if left_skipping:  # as a decoder reused from an earlier run of the file may be left
+            stream.codec_context.skip_frame = "NONREF"
+        return [(index, frame.to_ndarray(format="rgb24"))
+                for index, frame in indexed_frames(container, stream, start_times, frame_tolerance(start_times),
+                                                   wanted=wanted)]
+
+
+@pytest.mark.parametrize("fps", [5.0, 10.0])
+def test_unsampled_non_reference_frames_are_not_decoded(fps):
+    """single_face.mp4 is x264's High profile: 35 of its 72 frames are B-frames no other frame refers to. At
+    --fps 5 the decoder skips those not sampled; the sampled frames are the same bytes as when every frame is
+    decoded, and decord's (test_real_clip_same_frames_as_decord runs with the skipping on)."""
+    from fervideo.video_pyav import decode_sampled
+
+    stream = VideoStream(REAL_CLIP, sample_fps=fps)
+    wanted = set(stream.sampled_indices.tolist())
+    every = _frames_out_of_the_decoder(REAL_CLIP, None)
+    skipping = _frames_out_of_the_decoder(REAL_CLIP, wanted)
+    assert len(every) == 72 and 72 - 35 <= len(skipping) < 72 - 20
+    assert wanted <= {index for index, _ in skipping}
+    same_as = dict(every)
+    assert all(np.array_equal(rgb, same_as[index]) for index, rgb in skipping)  # decoded frames unchanged
+    plan = (REAL_CLIP, stream.start_times, stream.sampled_indices)
+    for (index, rgb), (ref_index, ref_rgb) in zip(decode_sampled(*plan), decode_sampled(*plan, skip_unsampled=False),
+                                                  strict=True):
+        assert index == ref_index and np.array_equal(rgb, ref_rgb)
+
+
+@pytest.mark.parametrize("left_skipping", [False, True])
+def test_every_frame_wanted_skips_nothing(left_skipping):
+    # Regression (left_skipping): a decoder thread reuses its container from run to run (video_parallel), and
+    # a run that ended on a skipped frame left the next run skipping frames it wanted.
+    assert len(_frames_out_of_the_decoder(REAL_CLIP, set(range(72)), left_skipping)) == 72
+
+
+class _FakePacket:
+    def __init__(self, pts, frames):
+        self.pts, self._frames = pts, frames
+
+    def decode(self):
+        return self._frames
+
+
+class _FakeFrame:
+    def __init__(self, time):
+        self.time = time
+
+
+def test_a_frame_without_a_timestamp_after_a_skip_is_not_placed_by_counting():
+    """Frames without a timestamp take the place after the previous frame; a skipped frame in between would
+    put them one place off. So the first such frame after a skip is not placed, skipping stops, and later
+    frames without a timestamp are counted again from the next timed one."""
+    from types import SimpleNamespace
+
+    from fervideo.video_pyav import indexed_frames
+
+    codec = SimpleNamespace(name="h264", skip_frame="DEFAULT")
+    modes = []
+    stream = SimpleNamespace(codec_context=codec, time_base=0.1)
+    timed = [_FakePacket(i, [_FakeFrame(i / 10)]) for i in range(3)]  # frames 0-2; 1 is not wanted
+    packets = [*timed, _FakePacket(None, [_FakeFrame(None)]), _FakePacket(4, [_FakeFrame(0.4)]),
+               _FakePacket(None, [_FakeFrame(None)])]
+
+    def demux(_stream):
+        for packet in packets:
+            yield packet
+            modes.append(codec.skip_frame)
+
+    container = SimpleNamespace(demux=demux)
+    out = [index for index, _ in indexed_frames(container, stream, np.arange(6) / 10, 0.05, wanted={0, 2, 3, 4, 5})]
+    assert out == [0, 1, 2, None, 4, 5]  # (frame 1 came out anyway: a fake decoder skips nothing)
+    assert modes == ["DEFAULT", "NONREF", "DEFAULT", "DEFAULT", "DEFAULT", "DEFAULT"]
+
+
+def test_other_codecs_decode_every_frame(tmp_path):
+    # Non-reference skipping is H.264's guarantee only: VP9 here decodes all 30 frames at --fps 10.
+    path = pattern_video(tmp_path / "clip.webm", n_frames=30)
+    stream = VideoStream(path, sample_fps=10)
+    assert len(_frames_out_of_the_decoder(path, set(stream.sampled_indices.tolist()))) == 30
+
+
 def test_pyav_is_the_default_decoder():
     assert VideoStream(REAL_CLIP).decoder == "pyav"
     assert VideoStream(REAL_CLIP, decoder="decord").decoder == "decord"
