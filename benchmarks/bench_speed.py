@@ -1,6 +1,7 @@
 """CPU speed table for issue 10: start-up, steady state, the ViT ceiling, peak RSS, quiet vs contended.
 
     .venv/bin/python benchmarks/bench_speed.py [--seconds 30] [--threads 0] [--workdir DIR] [--no-contended]
+                                               [--repeats 3] [--preset medium]
 
 Every run is a fresh process doing what `fervideo process` does (SessionProcessor.process, --fps 5) on a
 640x360 or 1280x720 video of the real test face looped:
@@ -14,6 +15,10 @@ Every run is a fresh process doing what `fervideo process` does (SessionProcesso
   the faster of the two is the classifier's ceiling;
   the ratio steady / ViT-alone says how much of the rest is hidden or cheap (issue 10 asks >= 0.7);
 - peak RSS of the process.
+With --repeats N every row is run N times, the rows taking turns (so a slow spell of the machine falls on all of
+them), and the table shows the medians (peak RSS: the largest); a last table gives the issue's ratios. --preset
+chooses libx264's preset of the clips: ultrafast (the default, no B-frames) or e.g. medium (libx264's own
+default, B-frames, as most recordings have; decoding is ~2x the work).
 "contended" repeats the runs with one other CPU-bound process (a busy loop) running. The ViT-Tiny is a
 stand-in with the seed's exact architecture (as in bench_process.py). On a machine shared with other
 work, "quiet" means "as found": say so when quoting the figures.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,22 +158,44 @@ def run_process(video: Path, model: str, backend: str, threads: int, folder: Pat
     return run_json(["--process-worker", repr(time.time()), str(video), model, backend, str(threads), db])
 
 
-def measure(videos: dict[str, Path], vit: str, threads: int, folder: Path, label: str) -> list[tuple]:
-    rows = []
+def median_run(results: list[dict]) -> dict:
+    """The medians of `results` (one row's runs); peak RSS the largest, the rest from the first run."""
+    middle = {key: statistics.median(r[key] for r in results) for key in ("startup_s", "steady_fps", "total_s")}
+    return {**results[0], **middle, "peak_rss_mb": max(r["peak_rss_mb"] for r in results), "runs": len(results)}
+
+
+def measure(videos: dict[str, Path], vit: str, threads: int, folder: Path, label: str,
+            repeats: int = 1) -> list[tuple]:
     alone = run_json(["--vit-worker", str(threads), "10"])
     vit_alone = alone["fps"]
     print(f"{label}: ViT-Tiny alone, batch 32: torch {alone['fps_torch']:.1f} f/s, "
           f"ONNX Runtime {alone['fps_onnx']:.1f} f/s", flush=True)
+    planned = []
     for size, video in videos.items():
         runs = (("ViT-Tiny", vit, "auto"), ("ViT-Tiny, torch only", vit, "torch"),
                 ("mini-Xception", "mini-xception-fer2013", "auto"),
                 ("mini-Xception, torch only", "mini-xception-fer2013", "torch"))
-        for name, model, backend in runs:
-            if backend == "torch" and size != "640x360":
-                continue
-            result = run_process(video, model, backend, threads, folder)
-            rows.append((label, size, name, result, vit_alone if name.startswith("ViT") else None))
-    return rows
+        planned += [(size, video, *run) for run in runs if run[2] != "torch" or size == "640x360"]
+    results: dict[tuple, list[dict]] = {}
+    for _ in range(repeats):  # the rows take turns
+        for size, video, name, model, backend in planned:
+            results.setdefault((size, name), []).append(run_process(video, model, backend, threads, folder))
+    return [(label, size, name, median_run(results[size, name]), vit_alone if name.startswith("ViT") else None)
+            for size, _video, name, _model, _backend in planned]
+
+
+def target_ratios(rows: list[tuple]) -> None:
+    """The issue's ratios from the table: 1280x720 / 640x360, and how much slower beside a busy process."""
+    steady = {(condition, size, name): r["steady_fps"] for condition, size, name, r, _ in rows}
+    print(f"\n{'classifier':<14} {'condition / size':<16} {'ratio':>6}")
+    for name in ("ViT-Tiny", "mini-Xception"):
+        for condition in dict.fromkeys(c for c, _, _ in steady):
+            ratio = steady[condition, "1280x720", name] / steady[condition, "640x360", name]
+            print(f"{name:<14} {condition:<16} {ratio:>6.2f}  1280x720 / 640x360 steady (issue: >= 0.85)")
+        for size in ("640x360", "1280x720"):
+            quiet, busy = steady.get(("as found", size, name)), steady.get(("+1 busy proc", size, name))
+            if quiet and busy:
+                print(f"{name:<14} {size:<16} {quiet / busy:>5.2f}x  slower beside a busy process (issue: <= 1.5x)")
 
 
 def startup_table(video: Path, repeats: int, threads: int, folder: Path) -> None:
@@ -191,6 +219,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="--threads for every run (0 = all cores)")
     parser.add_argument("--workdir", default=None, help="keep generated videos here between runs")
     parser.add_argument("--no-contended", action="store_true", help="skip the runs beside a busy process")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each row, taking turns; medians shown")
+    parser.add_argument("--preset", default="ultrafast", help="libx264 preset of the clips (default ultrafast)")
     parser.add_argument("--startup", type=int, default=0, metavar="N",
                         help="only start-up: N runs each of the baseline on onnx and on torch (640x360)")
     parser.add_argument("--rss-minutes", type=float, default=0, metavar="M",
@@ -222,19 +252,20 @@ def main() -> None:
             print(f"{name:<14} {r['frames']:>7} sampled frames  steady {r['steady_fps']:6.1f} f/s  "
                   f"peak RSS {r['peak_rss_mb']:6.0f} MB", flush=True)
         return
-    videos = {f"{w}x{h}": make_video(folder, args.seconds, w, h) for w, h in ((640, 360), (1280, 720))}
-    rows = measure(videos, vit, args.threads, folder, "as found")
+    videos = {f"{w}x{h}": make_video(folder, args.seconds, w, h, args.preset) for w, h in ((640, 360), (1280, 720))}
+    rows = measure(videos, vit, args.threads, folder, "as found", args.repeats)
     if not args.no_contended:
         busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
         try:
-            rows += measure(videos, vit, args.threads, folder, "+1 busy proc")
+            rows += measure(videos, vit, args.threads, folder, "+1 busy proc", args.repeats)
         finally:
             busy.terminate()
             busy.wait()
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nfervideo process, --fps 5, {args.seconds:g}-s real-face clip, --threads {args.threads} "
-          f"(0 = all), {os.cpu_count()} cores, load average at the end {load:.1f}\n")
+    print(f"\nfervideo process, --fps 5, {args.seconds:g}-s real-face clip (libx264 {args.preset}), --threads "
+          f"{args.threads} (0 = all), {os.cpu_count()} cores, median of {args.repeats} run(s) per row, load average "
+          f"at the end {load:.1f}\n")
     header = (f"{'condition':<13} {'size':<9} {'classifier':<26} {'backend':<12} {'start-up s':>10} "
               f"{'steady f/s':>10} {'total s':>7} {'ViT alone':>9} {'ratio':>6} {'faces %':>7} {'peak RSS MB':>11}")
     print(header)
@@ -247,6 +278,7 @@ def main() -> None:
               f"{r['steady_fps']:>10.1f} {r['total_s']:>7.2f} {ceiling} {ratio} {100 * r['face_rate']:>7.1f} "
               f"{r['peak_rss_mb']:>11.0f}")
     print("\nbackend: detector/classifier. ratio: steady / ViT alone (the classifier's ceiling on these threads).")
+    target_ratios(rows)
 
 
 if __name__ == "__main__":
