@@ -178,16 +178,17 @@ def bench_inference(frames: np.ndarray, total: int, device: str, batch: int, bud
             "align_s": elapsed - detect.seconds - classify.seconds}
 
 
-def make_video(folder: Path, frames: np.ndarray, minutes: float) -> tuple[Path, str]:
-    """A `minutes`-long 30-fps H.264 video, made by re-muxing one encoded 2-s segment (PyAV); else mp4v."""
+def make_video(folder: Path, frames: np.ndarray, minutes: float, b_frames: int = 0) -> tuple[Path, str]:
+    """A `minutes`-long 30-fps H.264 video, made by re-muxing one encoded 2-s segment (PyAV); else mp4v.
+    `b_frames` > 0: B-frames, as most recordings have (decoding skips the non-reference ones not sampled)."""
     try:
         import av
     except ImportError:
         return make_short_video(folder, frames), "mp4v, 10 s (PyAV not installed; figures extrapolated)"
     segment_path = folder / "segment.mp4"
     with av.open(str(segment_path), "w") as out:
-        stream = out.add_stream("libx264", rate=30, options={"crf": "35", "preset": "ultrafast", "g": "60",
-                                                              "bf": "0"})
+        stream = out.add_stream("libx264", rate=30, options={"crf": "35", "preset": "ultrafast" if not b_frames
+                                                              else "veryfast", "g": "60", "bf": str(b_frames)})
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         for i in range(60):
             out.mux(stream.encode(av.VideoFrame.from_ndarray(frames[i % len(frames)], format="rgb24")))
@@ -206,7 +207,7 @@ def make_video(folder: Path, frames: np.ndarray, minutes: float) -> tuple[Path, 
                     packet.dts += step if repeat else 0
                     packet.stream = stream
                     out.mux(packet)
-    return path, f"H.264 1280x720-class, {minutes:g} min, re-muxed"
+    return path, f"H.264 1280x720-class, {minutes:g} min, {b_frames} B-frames, re-muxed"
 
 
 def make_short_video(folder: Path, frames: np.ndarray, seconds: int = 10) -> Path:
@@ -281,6 +282,7 @@ def main() -> None:
     parser.add_argument("--backend", default=None, help="auto, torch or onnx (CPU only)")
     parser.add_argument("--batch", type=int, default=256, help="frames per GPU batch (chunk size)")
     parser.add_argument("--budget-s", type=float, default=60, help="time budget per measurement (default 60)")
+    parser.add_argument("--b-frames", type=int, default=0, help="B-frames in the video (default 0; e.g. 3)")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--skip", nargs="*", default=[], choices=["agreement", "inference", "decode", "e2e"])
@@ -317,7 +319,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="fervideo-gpu-bench-"))
     try:
         started = time.perf_counter()
-        video, how = make_video(folder, frames, args.minutes)
+        video, how = make_video(folder, frames, args.minutes, args.b_frames)
         print(f"\nvideo: {how}, {video.stat().st_size / 1e6:.0f} MB, made in {time.perf_counter() - started:.1f} s")
         for label, fps, _rate in modes:
             if "decode" not in args.skip:

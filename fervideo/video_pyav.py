@@ -68,8 +68,10 @@ class _UnsampledReferenceSkip:
 
     def __init__(self, stream, start_times: np.ndarray, tolerance: float, wanted: set[int] | None) -> None:
         self._stream, self._start_times, self._tolerance, self._wanted = stream, start_times, tolerance, wanted
-        self.on = wanted is not None and len(wanted) < len(start_times) and stream.codec_context.name == "h264"
+        self.on = (wanted is not None and len(wanted) < len(start_times) and stream.time_base is not None
+                   and stream.codec_context.name == "h264")
         self.used = False
+        self._seconds_per_tick = float(stream.time_base or 0)  # a float: a Fraction per packet costs more
         if stream.codec_context.skip_frame != "DEFAULT":  # a reused container's decoder, left skipping
             stream.codec_context.skip_frame = "DEFAULT"
         self._mode = "DEFAULT"
@@ -77,7 +79,7 @@ class _UnsampledReferenceSkip:
     def before(self, packet) -> None:
         if not self.on:
             return
-        time_s = None if packet.pts is None else float(packet.pts * self._stream.time_base)
+        time_s = None if packet.pts is None else packet.pts * self._seconds_per_tick
         index = _index_of(time_s, self._start_times, self._tolerance)
         self._set("NONREF" if index is not None and index not in self._wanted else "DEFAULT")
         self.used |= self._mode == "NONREF"
