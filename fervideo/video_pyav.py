@@ -3,7 +3,9 @@
 decord decodes ahead in a worker thread until the whole video sits in memory unless it is made to seek
 after every chunk (dmlc/decord#157), and that seek makes every chunk re-decode from the previous key frame:
 half the decode speed at 1280x720 (docs/speed.md). Reading the file once, front to back, and converting
-only the sampled frames to RGB decodes each frame once and holds nothing but the chunk being filled.
+only the sampled frames to RGB decodes each frame once and holds nothing but the chunk being filled; an H.264
+frame that is neither sampled nor a reference for any other frame is not decoded at all
+(_UnsampledReferenceSkip).
 
 decord still indexes the file (frame timestamps, the sampling plan); decoded frames are matched to that
 index by their timestamps, so a packet that fails to decode loses its own frames and nothing else (frames an

@@ -212,6 +212,21 @@ def test_unsampled_non_reference_frames_are_not_decoded(fps):
         assert index == ref_index and np.array_equal(rgb, ref_rgb)
 
 
+@pytest.mark.parametrize("corrupt_at", [0.3, 0.7])
+def test_skipping_on_a_damaged_b_frame_file_loses_nothing_more(tmp_path, corrupt_at):
+    """Bytes overwritten in a B-frame file: with the skipping the same frames decode, the same bytes (what
+    FFmpeg conceals in a damaged frame comes from its references, which are never skipped)."""
+    from fervideo.video_pyav import decode_sampled
+
+    source = pattern_video(tmp_path / "b.mp4", n_frames=150, options={"g": "30"})
+    damaged = damaged_copy(source, tmp_path / "damaged.mp4", corrupt_at=corrupt_at, corrupt_bytes=500)
+    stream = VideoStream(damaged, sample_fps=10)
+    plan = (damaged, stream.start_times, stream.sampled_indices)
+    skipping, every = list(decode_sampled(*plan)), list(decode_sampled(*plan, skip_unsampled=False))
+    assert [i for i, _ in skipping] == [i for i, _ in every] and 40 <= len(every) < 50
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(skipping, every, strict=True))
+
+
 @pytest.mark.parametrize("left_skipping", [False, True])
 def test_every_frame_wanted_skips_nothing(left_skipping):
     # Regression (left_skipping): a decoder thread reuses its container from run to run (video_parallel), and
