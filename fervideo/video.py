@@ -33,11 +33,12 @@ from fervideo.video_probe import (  # noqa: F401  VideoInfo, check_video_file, M
     MIN_FRAME_SIDE,
     VideoInfo,
     check_video_file,
+    frame_timeline,
     open_video,
     probe_info,
     probe_video,
 )
-from fervideo.video_pyav import pyav_available
+from fervideo.video_pyav import decode_sampled, pyav_available
 
 log = logging.getLogger(__name__)
 
@@ -207,15 +208,20 @@ class VideoStream:
         else:
             self._reader = None if self.salvaged else reader if self.scale == 1.0 else self._open_scaled_reader()
         if self._reader is not None:
-            self.start_times = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0].astype(np.float64)
+            indexed = self._reader.get_frame_timestamp(range(len(self._reader)))[:, 0]
+            self.start_times, self.synthesized_fps = frame_timeline(indexed, self.info.fps)
             self.sampled_indices = sample_frame_indices(self.start_times, sample_fps)
             planned_timeline = _header_timeline(self.start_times, self.header)
             # Where decoding may start on its own (fervideo.video_parallel, decode_threads > 1).
             self.key_indices = np.asarray(self._reader.get_key_indices(), dtype=np.int64)
+            if self.synthesized_fps and self.decoder == "decord" and pyav_available():
+                # decord's random access needs the frame times it lacks here: it returned wrong frames (H.264 in
+                # AVI, tests/test_video.py). PyAV reads the file front to back and counts.
+                self.decoder = "pyav"
             if self.decoder == "pyav":
                 self._reader = None  # PyAV reads the frames; decord's reader is done with
         else:
-            self.start_times = self.sampled_indices = None
+            self.start_times = self.sampled_indices = self.synthesized_fps = None
             planned_timeline = _header_timeline(np.empty(0), self.header)
         self.frames_planned = len(sample_frame_indices(planned_timeline, sample_fps))
         frame_bytes = 3 * round(self.info.width / self.scale) * round(self.info.height / self.scale)
@@ -266,6 +272,9 @@ class VideoStream:
                          "frames were read front to back")
         elif self.salvaged:
             notes.append("fallback_decoder: the file's index could not be read; frames were read front to back")
+        if self.synthesized_fps:
+            notes.append("timestamps_synthesized: the file stores no usable frame times; times are frame number"
+                         f" / {self.synthesized_fps:g} frames/s")
         if self.finished and self.frames_decoded < self.frames_planned:
             notes.append(f"decode_incomplete: {self.frames_decoded} of {self.frames_planned} planned frames decoded")
         return notes
@@ -313,8 +322,12 @@ class VideoStream:
         batch: list[tuple[int, float, np.ndarray]] = []
         last, sizes = -1, self._chunk_sizes()
         wanted = next(sizes)
-        for index, rgb in decode_sampled_parallel(self.path, self.start_times, self.sampled_indices, self.key_indices,
-                                                  size, self.decode_threads, self.chunk_size, self.decode_ahead_frames):
+        plan = (self.path, self.start_times, self.sampled_indices)
+        # Without frame times of its own (synthesized_fps) a file's frames are placed by counting, on one decoder.
+        frames = (decode_sampled(*plan, size, by_time=False) if self.synthesized_fps else
+                  decode_sampled_parallel(*plan, self.key_indices, size, self.decode_threads, self.chunk_size,
+                                          self.decode_ahead_frames))
+        for index, rgb in frames:
             if last < 0 and index > self.sampled_indices[0]:
                 # Planned frames before PyAV's first (a damaged start; frames an edit list hides are never
                 # planned, see `presented`): decord decodes them, as it does those after PyAV's last.

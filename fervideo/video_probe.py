@@ -21,6 +21,22 @@ from fervideo.video_container import (
 )
 from fervideo.video_decord import decoder_message, turn_still_needed, unpadded_rgb
 
+# decord reports FFmpeg's "no time" (-2^63 ticks, e.g. -3.07e17 s) for frames of a container that stores none
+# (H.264 in AVI); no recording has a frame ~11 days from its start.
+MAX_PLAUSIBLE_TIME_S = 1e6
+FALLBACK_FPS = 30.0  # the timeline's rate when a file stores neither frame times nor a frame rate
+
+
+def frame_timeline(start_times: np.ndarray, fps: float) -> tuple[np.ndarray, float | None]:
+    """(frame start times, None) as decord indexed them, or, where the file stores none usable, (frame
+    number / rate, rate): AVI stores no frame times at all, its frames being 1/fps apart by definition."""
+    times = np.asarray(start_times, dtype=np.float64)
+    if np.isfinite(times).all() and (np.abs(times) < MAX_PLAUSIBLE_TIME_S).all():
+        return times, None
+    rate = fps if 0 < fps < MAX_PLAUSIBLE_TIME_S else FALLBACK_FPS
+    return np.arange(len(times)) / rate, rate
+
+
 # The face detector finds nothing in a smaller frame (a face needs ~20 px), and below 32 px decord returns
 # malformed arrays (16x16 frames come out with 6 channels).
 MIN_FRAME_SIDE = 32
@@ -125,6 +141,8 @@ def probe_info(path: Path, header: ContainerHeader, reader, first: np.ndarray) -
         frame_count = len(reader)
         fps = float(reader.get_avg_fps())
         duration = float(reader.get_frame_timestamp(frame_count - 1)[1])
+        if frame_timeline(np.array([duration]), fps)[1] is not None:  # no usable times: see frame_timeline
+            duration = frame_count / fps if fps > 0 else 0.0
     else:
         frame_count, fps = header.frame_count, header.fps
         duration = frame_count / fps if fps else 0.0

@@ -96,17 +96,18 @@ class _UnsampledReferenceSkip:
             self._mode = mode
 
 
-def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
-                   counter: int | None = 0, wanted: set[int] | None = None) -> Iterator[tuple[int | None, object]]:
+def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float, counter: int | None = 0,
+                   wanted: set[int] | None = None, by_time: bool = True) -> Iterator[tuple[int | None, object]]:
     """(index in `start_times`, frame) for every frame that decodes from the container's position on.
 
     A frame is matched to the index by its time; one without a time (or none near) takes the position after
     the previous frame (`counter`), or None while no frame has been placed (`counter=None`: after a seek).
     With `wanted`, H.264 non-reference frames outside it may be skipped (_UnsampledReferenceSkip): not decoded,
-    not yielded; every frame in `wanted` still is."""
+    not yielded; every frame in `wanted` still is. `by_time=False` places every frame by counting (a file whose
+    frame times are not its presentation times: fervideo.video_probe.frame_timeline), and skips nothing."""
     import av
 
-    skip = _UnsampledReferenceSkip(stream, start_times, tolerance, wanted)
+    skip = _UnsampledReferenceSkip(stream, start_times, tolerance, wanted if by_time else None)
     for packet in container.demux(stream):
         skip.before(packet)
         try:
@@ -115,7 +116,7 @@ def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
             log.debug("packet skipped: %s", exc)
             continue
         for frame in frames:
-            index = _index_of(frame.time, start_times, tolerance)
+            index = _index_of(frame.time, start_times, tolerance) if by_time else None
             if index is None and skip.used:  # frames skipped before it: the count no longer says where it is
                 skip.turn_off()
                 counter = None
@@ -126,7 +127,7 @@ def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
 
 def decode_sampled(
     path: Path, start_times: np.ndarray, wanted: np.ndarray, size: tuple[int, int] | None = None,
-    threads: int = 1, skip_unsampled: bool = True,
+    threads: int = 1, skip_unsampled: bool = True, by_time: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(index, RGB frame) for each index in `wanted` that decodes, in presentation order.
 
@@ -135,7 +136,7 @@ def decode_sampled(
     `threads` > 1 turns on FFmpeg's frame and slice threads (the one-decoder path of
     fervideo.video_parallel, which decodes runs of the file on several decoders at once).
     `skip_unsampled`: skip H.264 non-reference frames that are not wanted (the same frames, less decoding;
-    False decodes every frame, for comparison).
+    False decodes every frame, for comparison). `by_time=False`: frames placed by counting (indexed_frames).
     """
     import av
 
@@ -148,7 +149,7 @@ def decode_sampled(
             stream.thread_type = "AUTO"
         # No early stop at the last wanted index: a damaged frame's timestamp may point anywhere.
         frames = indexed_frames(container, stream, start_times, frame_tolerance(start_times),
-                                wanted=wanted_set if skip_unsampled else None)
+                                wanted=wanted_set if skip_unsampled else None, by_time=by_time)
         for index, frame in frames:
             if index in wanted_set and index > last_yielded:
                 last_yielded = index

@@ -43,6 +43,31 @@ def test_every_container_probes_and_decodes_all_frames(tmp_path, suffix):
     assert stream.warnings == []  # a healthy file is never reported as incomplete
 
 
+@pytest.mark.parametrize("b_frames", [0, 3])
+@pytest.mark.parametrize("decoder", ["pyav", "decord"])
+def test_h264_in_avi_gets_a_timeline_from_its_frame_rate(tmp_path, b_frames, decoder):
+    """Regression: AVI stores no frame times, and for H.264 in AVI decord reports FFmpeg's 'no time' value
+    for every frame (-3.07e17 s). Every frame then counted as 'timed before 0': --fps 5 kept all 90 frames,
+    the session's timestamps were -3.07e17 s and its duration the same. An AVI's frames are 1/fps apart by
+    definition: the timeline is frame number / fps, said in the warnings. PyAV's frame times in such a file
+    are its decode order (B-frames), so frames are placed by counting, in the order they are shown."""
+    path = pattern_video(tmp_path / "h264.avi", n_frames=90, codec="libx264", pix_fmt="yuv420p",
+                         options={"g": "30", "bf": str(b_frames)})
+    assert probe_video(path).duration_s == pytest.approx(3.0, abs=0.05)
+    stream = VideoStream(path, sample_fps=5, decoder=decoder)
+    chunks = list(stream)
+    indices = np.concatenate([c.indices for c in chunks])
+    assert indices.tolist() == list(range(0, 90, 6))
+    np.testing.assert_allclose(np.concatenate([c.timestamps for c in chunks]), indices / 30.0)
+    # pattern_frame(i) is 20 + 4 * (i % 50) grey: the frames are the ones their indices say, whatever the decoder.
+    grey = np.concatenate([c.rgb for c in chunks])[:, 60:, 80:].mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(grey, 20 + 4 * (indices % 50), atol=3)
+    assert stream.frames_decoded == stream.frames_planned == 15
+    assert stream.decoder == "pyav"  # decord's random access returned wrong frames here (frame 2 for 30, ...)
+    assert stream.warnings == ["timestamps_synthesized: the file stores no usable frame times; "
+                               "times are frame number / 30 frames/s"]
+
+
 def test_odd_frame_size_decodes(tmp_path):
     path = pattern_video(tmp_path / "odd.avi", n_frames=10, width=317, height=203, codec="mjpeg",
                          pix_fmt="yuvj444p")
