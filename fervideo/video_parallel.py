@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fervideo.utils import put_unless_stopped
-from fervideo.video_pyav import decode_sampled, frame_tolerance, indexed_frames, to_rgb
+from fervideo.video_pyav import decode_sampled, frame_tolerance, index_offset, indexed_frames, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ def _frames_from(container, start_times: np.ndarray, tolerance: float, first: in
         return
     try:
         # Backward from half a frame past the key frame's start: lands on that key frame, whatever the rounding.
-        container.seek(int((start_times[first] + tolerance) / stream.time_base), stream=stream, backward=True)
+        offset = index_offset(stream, start_times, tolerance)  # the container's times, not the index's
+        container.seek(int((start_times[first] + offset + tolerance) / stream.time_base), stream=stream,
+                       backward=True)
     except av.error.FFmpegError as exc:
         raise _SeekNotTrusted from exc
     placed = False  # counting frames without a timestamp needs a placed frame first

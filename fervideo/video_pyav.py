@@ -51,6 +51,18 @@ def frame_tolerance(start_times: np.ndarray) -> float:
     return float(np.median(steps)) / 2 if len(steps) else 1e-3
 
 
+def index_offset(stream, start_times: np.ndarray, tolerance: float) -> float:
+    """Seconds between PyAV's frame times and decord's index of the same frames, to subtract before matching.
+
+    decord times a file from its first frame where the container starts later: FLV and MPEG-TS with B-frames
+    start at the first frame's composition delay (67 ms at 30 fps), a cut recording at its cut; PyAV keeps the
+    container's times. Matched as they were, an FLV's frames went out two places off. An index that does not
+    start at 0 (an MP4 edit list's pre-roll frames, timed before 0 in both) needs no shift."""
+    if stream.start_time is None or stream.time_base is None or not len(start_times):
+        return 0.0
+    return float(stream.start_time * stream.time_base) if abs(start_times[0]) <= tolerance else 0.0
+
+
 def to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
     """The frame as RGB uint8, scaled to `size` = (width, height) where given (one swscale call)."""
     width, height = size if size else (None, None)
@@ -68,8 +80,10 @@ class _UnsampledReferenceSkip:
     Skipping leaves gaps that the counting of frames without a timestamp (indexed_frames' `counter`) cannot
     see, so the first such frame turns skipping off for the rest of the file and is not placed."""
 
-    def __init__(self, stream, start_times: np.ndarray, tolerance: float, wanted: set[int] | None) -> None:
+    def __init__(self, stream, start_times: np.ndarray, tolerance: float, wanted: set[int] | None,
+                 offset: float = 0.0) -> None:
         self._stream, self._start_times, self._tolerance, self._wanted = stream, start_times, tolerance, wanted
+        self._offset = offset  # index_offset
         self.on = (wanted is not None and len(wanted) < len(start_times) and stream.time_base is not None
                    and stream.codec_context.name == "h264")
         self.used = False
@@ -81,7 +95,7 @@ class _UnsampledReferenceSkip:
     def before(self, packet) -> None:
         if not self.on:
             return
-        time_s = None if packet.pts is None else packet.pts * self._seconds_per_tick
+        time_s = None if packet.pts is None else packet.pts * self._seconds_per_tick - self._offset
         index = _index_of(time_s, self._start_times, self._tolerance)
         self._set("NONREF" if index is not None and index not in self._wanted else "DEFAULT")
         self.used |= self._mode == "NONREF"
@@ -107,7 +121,8 @@ def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
     frame times are not its presentation times: fervideo.video_probe.frame_timeline), and skips nothing."""
     import av
 
-    skip = _UnsampledReferenceSkip(stream, start_times, tolerance, wanted if by_time else None)
+    offset = index_offset(stream, start_times, tolerance)
+    skip = _UnsampledReferenceSkip(stream, start_times, tolerance, wanted if by_time else None, offset)
     for packet in container.demux(stream):
         skip.before(packet)
         try:
@@ -116,7 +131,8 @@ def indexed_frames(container, stream, start_times: np.ndarray, tolerance: float,
             log.debug("packet skipped: %s", exc)
             continue
         for frame in frames:
-            index = _index_of(frame.time, start_times, tolerance) if by_time else None
+            time_s = None if frame.time is None or not by_time else frame.time - offset
+            index = _index_of(time_s, start_times, tolerance)
             if index is None and skip.used:  # frames skipped before it: the count no longer says where it is
                 skip.turn_off()
                 counter = None

@@ -127,6 +127,25 @@ def test_other_containers_same_frames(tmp_path, suffix):
     _assert_same_frames(pattern_video(tmp_path / f"clip.{suffix}", n_frames=30), sample_fps=10)
 
 
+@pytest.mark.parametrize(("name", "late_start"), [("clip.flv", False), ("clip.ts", False), ("late.mp4", True),
+                                                  ("late.mkv", True)])
+@pytest.mark.parametrize("decoders", [1, 3])
+def test_frames_of_a_container_that_starts_late_are_the_ones_their_indices_say(tmp_path, name, late_start, decoders):
+    """Regression: FLV and MPEG-TS with B-frames start at the first frame's composition delay (67 ms at 30 fps),
+    a cut recording at its cut (2 s here). decord's index starts at 0, PyAV's frame times at the container's
+    start, so the FLV's and the TS's frames went out two places off (frame 4 as frame 6, ...); the late-starting
+    files were right only by counting. Checked by content: pattern_frame(i) is 20 + 4 * (i % 50) grey."""
+    options = {"timestamps_s": [2.0 + i / 30 for i in range(90)]} if late_start else {"codec": "libx264"}
+    path = pattern_video(tmp_path / name, n_frames=90, options={"g": "15"}, pix_fmt="yuv420p", **options)
+    stream = VideoStream(path, sample_fps=5, decode_threads=decoders)
+    chunks = list(stream)
+    indices = np.concatenate([c.indices for c in chunks])
+    assert indices.tolist() == list(range(0, 90, 6)) and stream.warnings == []
+    np.testing.assert_allclose(np.concatenate([c.timestamps for c in chunks]), indices / 30, atol=0.002)
+    grey = np.concatenate([c.rgb for c in chunks])[:, 60:, 80:].mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(grey, 20 + 4 * (indices % 50), atol=3)
+
+
 def test_downscaled_frames_within_tolerance(tmp_path):
     # decord scales in its filter graph, PyAV in one bilinear swscale call with the colour conversion:
     # single pixels a few grey levels apart (measured mean 0.04 on this clip).
@@ -257,7 +276,7 @@ def test_a_frame_without_a_timestamp_after_a_skip_is_not_placed_by_counting():
 
     codec = SimpleNamespace(name="h264", skip_frame="DEFAULT")
     modes = []
-    stream = SimpleNamespace(codec_context=codec, time_base=0.1)
+    stream = SimpleNamespace(codec_context=codec, time_base=0.1, start_time=0)
     timed = [_FakePacket(i, [_FakeFrame(i / 10)]) for i in range(3)]  # frames 0-2; 1 is not wanted
     packets = [*timed, _FakePacket(None, [_FakeFrame(None)]), _FakePacket(4, [_FakeFrame(0.4)]),
                _FakePacket(None, [_FakeFrame(None)])]
