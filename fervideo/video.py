@@ -38,7 +38,7 @@ from fervideo.video_probe import (  # noqa: F401  VideoInfo, check_video_file, M
     probe_info,
     probe_video,
 )
-from fervideo.video_pyav import decode_sampled, pyav_available
+from fervideo.video_pyav import decode_sampled, demuxer_names, pyav_available
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +214,10 @@ class VideoStream:
             planned_timeline = _header_timeline(self.start_times, self.header)
             # Where decoding may start on its own (fervideo.video_parallel, decode_threads > 1).
             self.key_indices = np.asarray(self._reader.get_key_indices(), dtype=np.int64)
-            if self.synthesized_fps and self.decoder == "decord" and pyav_available():
-                # decord's random access needs the frame times it lacks here: it returned wrong frames (H.264 in
-                # AVI, tests/test_video.py). PyAV reads the file front to back and counts.
+            if self.decoder == "decord" and pyav_available() and (
+                    self.synthesized_fps or "mpegts" in demuxer_names(self.path)):
+                # decord's random access returned wrong frames without frame times (H.264 in AVI) and in MPEG-TS
+                # (tests/test_video.py): PyAV reads such a file front to back.
                 self.decoder = "pyav"
             if self.decoder == "pyav":
                 self._reader = None  # PyAV reads the frames; decord's reader is done with

@@ -35,6 +35,17 @@ def pyav_available() -> bool:
     return True
 
 
+def demuxer_names(path: Path) -> set[str]:
+    """The names of the FFmpeg demuxer that reads `path` (e.g. {"mpegts"}), or an empty set if PyAV cannot."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return set(container.format.name.split(","))
+    except (av.error.FFmpegError, OSError):
+        return set()
+
+
 def _index_of(time_s: float | None, start_times: np.ndarray, tolerance_s: float) -> int | None:
     """The index entry with this start time, or None when no entry is within `tolerance_s`."""
     if time_s is None or not len(start_times):

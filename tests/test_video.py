@@ -68,6 +68,19 @@ def test_h264_in_avi_gets_a_timeline_from_its_frame_rate(tmp_path, b_frames, dec
                                "times are frame number / 30 frames/s"]
 
 
+def test_mpeg_ts_asked_of_decord_is_read_by_pyav(tmp_path):
+    """decord's random access in an MPEG-TS file (camcorders' .mts/.m2ts) returned other frames than asked
+    (frame 27 for frame 0, ...): with FERVIDEO_DECODER=decord such a file is read by PyAV, front to back."""
+    path = pattern_video(tmp_path / "camcorder.ts", n_frames=90, codec="libx264", pix_fmt="yuv420p",
+                         options={"g": "15"})
+    stream = VideoStream(path, sample_fps=5, decoder="decord")
+    chunks = list(stream)
+    indices = np.concatenate([c.indices for c in chunks])
+    grey = np.concatenate([c.rgb for c in chunks])[:, 60:, 80:].mean(axis=(1, 2, 3))
+    assert stream.decoder == "pyav" and indices.tolist() == list(range(0, 90, 6)) and stream.warnings == []
+    np.testing.assert_allclose(grey, 20 + 4 * (indices % 50), atol=3)
+
+
 def test_odd_frame_size_decodes(tmp_path):
     path = pattern_video(tmp_path / "odd.avi", n_frames=10, width=317, height=203, codec="mjpeg",
                          pix_fmt="yuvj444p")
