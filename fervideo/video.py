@@ -15,6 +15,7 @@ decoded: `warnings` says so when frames were lost, so a truncated recording neve
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -214,11 +215,8 @@ class VideoStream:
             planned_timeline = _header_timeline(self.start_times, self.header)
             # Where decoding may start on its own (fervideo.video_parallel, decode_threads > 1).
             self.key_indices = np.asarray(self._reader.get_key_indices(), dtype=np.int64)
-            if self.decoder == "decord" and pyav_available() and (
-                    self.synthesized_fps or "mpegts" in demuxer_names(self.path)):
-                # decord's random access returned wrong frames without frame times (H.264 in AVI) and in MPEG-TS
-                # (tests/test_video.py): PyAV reads such a file front to back.
-                self.decoder = "pyav"
+            if self.decoder == "decord" and not self.decord_seeks and pyav_available():
+                self.decoder = "pyav"  # front to back
             if self.decoder == "pyav":
                 self._reader = None  # PyAV reads the frames; decord's reader is done with
         else:
@@ -232,6 +230,13 @@ class VideoStream:
         self.frames_decoded = 0
         self.finished = False
         self._buffers = FrameBuffers()  # chunk arrays handed back with `recycle`, reused (PyAV and salvage paths)
+
+    @functools.cached_property
+    def decord_seeks(self) -> bool:
+        """Whether decord's random access gives the frames asked for: not in a file without frame times (H.264
+        in AVI) nor in MPEG-TS, where it handed back others (tests/test_video.py). Such a file is read by PyAV,
+        and frames PyAV leaves are lost rather than taken from decord."""
+        return self.start_times is not None and not (self.synthesized_fps or "mpegts" in demuxer_names(self.path))
 
     def recycle(self, frames: np.ndarray) -> None:
         """Hand back a chunk's `rgb` once nothing reads it any more: a later chunk may reuse its memory
@@ -329,7 +334,7 @@ class VideoStream:
                   decode_sampled_parallel(*plan, self.key_indices, size, self.decode_threads, self.chunk_size,
                                           self.decode_ahead_frames))
         for index, rgb in frames:
-            if last < 0 and index > self.sampled_indices[0]:
+            if last < 0 and index > self.sampled_indices[0] and self.decord_seeks:
                 # Planned frames before PyAV's first (a damaged start; frames an edit list hides are never
                 # planned, see `presented`): decord decodes them, as it does those after PyAV's last.
                 yield from self._decord_chunks(self.sampled_indices[self.sampled_indices < index])
@@ -341,7 +346,7 @@ class VideoStream:
         if batch:
             yield _chunk_of(batch, self.header.rotation, self._buffers)
         tail = self.sampled_indices[self.sampled_indices > last]
-        if len(tail):
+        if len(tail) and self.decord_seeks:
             # PyAV stopped short of the end (damage, or a demuxer that gave up): decord, which seeks by
             # its index, decodes what is left. Indices stay increasing; a frame neither reads is lost.
             log.info("%s: PyAV stopped before %d planned frames; decoding them with decord", self.path, len(tail))

@@ -81,6 +81,30 @@ def test_mpeg_ts_asked_of_decord_is_read_by_pyav(tmp_path):
     np.testing.assert_allclose(grey, 20 + 4 * (indices % 50), atol=3)
 
 
+def test_frames_pyav_leaves_in_an_mpeg_ts_are_lost_not_taken_from_decord(tmp_path, monkeypatch):
+    """Frames PyAV leaves undecoded are decoded by decord, which seeks by its index; in an MPEG-TS that seek
+    hands back other frames, so there they are counted as lost (decode_incomplete) instead."""
+    import fervideo.video as video
+
+    real = video.decode_sampled_parallel
+
+    def gives_up_half_way(path, start_times, wanted, *args):
+        for count, item in enumerate(real(path, start_times, wanted, *args)):
+            if count == len(wanted) // 2:
+                return
+            yield item
+
+    monkeypatch.setattr(video, "decode_sampled_parallel", gives_up_half_way)
+    path = pattern_video(tmp_path / "camcorder.ts", n_frames=90, codec="libx264", pix_fmt="yuv420p")
+    stream = VideoStream(path, sample_fps=5)
+    chunks = list(stream)
+    indices = np.concatenate([c.indices for c in chunks])
+    grey = np.concatenate([c.rgb for c in chunks])[:, 60:, 80:].mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(grey, 20 + 4 * (indices % 50), atol=3)
+    assert indices.tolist() == list(range(0, 42, 6))
+    assert stream.warnings == ["decode_incomplete: 7 of 15 planned frames decoded"]
+
+
 def test_odd_frame_size_decodes(tmp_path):
     path = pattern_video(tmp_path / "odd.avi", n_frames=10, width=317, height=203, codec="mjpeg",
                          pix_fmt="yuvj444p")
