@@ -360,12 +360,15 @@ class VideoStream:
         finally:
             self._reader = None
 
+    def _timed_by_rate(self, rate: float) -> None:
+        self.synthesized_fps = rate  # said in `warnings`
+
     def _sequential_chunks(self) -> Iterator[FrameChunk]:
         batch: list[tuple[int, float, np.ndarray]] = []
         max_side = self.max_side if self.scale != 1.0 else None
         sizes = self._chunk_sizes()
         wanted = next(sizes)
-        for item in sequential_frames(self.path, self.sample_fps, max_side):
+        for item in sequential_frames(self.path, self.sample_fps, max_side, self._timed_by_rate):
             batch.append(item)
             if len(batch) == wanted:
                 yield _chunk_of(batch, buffers=self._buffers)

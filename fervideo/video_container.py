@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +102,9 @@ def read_header(path: Path) -> ContainerHeader:
     return ContainerHeader(True, codec or "unknown", rotation, frame_count, fps if fps > 0 else 0.0, exact)
 
 
+FALLBACK_FPS = 30.0  # the timeline's rate for a file that stores neither frame times nor a frame rate
+
+
 class TimeGrid:
     """Decides, frame by frame in presentation order, whether a frame starts the next sampling slot.
 
@@ -138,21 +141,36 @@ def read_first_frame(path: Path) -> np.ndarray | None:
     return np.ascontiguousarray(bgr[..., ::-1]) if ok else None
 
 
-def sequential_frames(path: Path, sample_fps: float, max_side: int | None) -> Iterator[tuple[int, float, np.ndarray]]:
+def sequential_frames(path: Path, sample_fps: float, max_side: int | None,
+                      on_timed_by_rate: Callable[[float], None] | None = None,
+                      ) -> Iterator[tuple[int, float, np.ndarray]]:
     """(frame index, start time in s, RGB frame) of the sampled frames, read front to back.
 
     The salvage reader: it needs no index of the whole file, so it reads a file cut short for as long as
     the data lasts. OpenCV turns frames upright itself (CAP_PROP_ORIENTATION_AUTO is on by default).
+    A file whose second frame is timed no later than its first stores no frame times (a raw H.264 stream:
+    OpenCV times every frame 0, so --fps 5 kept the first frame only): its frames are then timed by frame
+    number / frame rate, and `on_timed_by_rate` is told the rate.
     """
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    rate = fps if 0 < fps < 1000 else FALLBACK_FPS
     grid = TimeGrid(sample_fps)
-    index = 0
+    index, first, by_rate = 0, 0.0, False
     try:
         while True:
             ok, bgr = capture.read()
             if not ok:
                 return
             start = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if index == 0:
+                first = start
+            elif index == 1 and start <= first:
+                by_rate = True
+                if on_timed_by_rate:
+                    on_timed_by_rate(rate)
+            if by_rate:
+                start = first + index / rate
             if grid.keep(start):
                 height, width = bgr.shape[:2]
                 if max_side and max(height, width) > max_side:

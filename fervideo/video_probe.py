@@ -13,6 +13,7 @@ import numpy as np
 
 from fervideo.errors import InputVideoError
 from fervideo.video_container import (
+    FALLBACK_FPS,
     ContainerHeader,
     quiet_stderr,
     read_first_frame,
@@ -24,7 +25,6 @@ from fervideo.video_decord import decoder_message, turn_still_needed, unpadded_r
 # decord reports FFmpeg's "no time" (-2^63 ticks, e.g. -3.07e17 s) for frames of a container that stores none
 # (H.264 in AVI); no recording has a frame ~11 days from its start.
 MAX_PLAUSIBLE_TIME_S = 1e6
-FALLBACK_FPS = 30.0  # the timeline's rate when a file stores neither frame times nor a frame rate
 
 
 def frame_timeline(start_times: np.ndarray, fps: float) -> tuple[np.ndarray, float | None]:

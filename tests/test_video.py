@@ -105,6 +105,24 @@ def test_frames_pyav_leaves_in_an_mpeg_ts_are_lost_not_taken_from_decord(tmp_pat
     assert stream.warnings == ["decode_incomplete: 7 of 15 planned frames decoded"]
 
 
+def test_raw_h264_stream_read_front_to_back_is_timed_by_its_frame_rate(tmp_path):
+    """Regression: a raw H.264 stream (some IP cameras and recorders write .h264 files) has no index, so it is
+    read front to back by OpenCV, which times every frame 0: --fps 5 kept the first of 90 frames and said
+    nothing of the rest. Its frames are now timed by frame number / the stream's rate (25: FFmpeg's default
+    for a raw stream that states none), said in the warnings."""
+    path = pattern_video(tmp_path / "camera.h264", n_frames=90, codec="libx264", pix_fmt="yuv420p",
+                         options={"g": "15"})
+    stream = VideoStream(path, sample_fps=5)
+    chunks = list(stream)
+    indices = np.concatenate([c.indices for c in chunks])
+    assert stream.decoder == "opencv" and indices.tolist() == list(range(0, 90, 5))
+    np.testing.assert_allclose(np.concatenate([c.timestamps for c in chunks]), indices / 25.0)
+    grey = np.concatenate([c.rgb for c in chunks])[:, 60:, 80:].mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(grey, 20 + 4 * (indices % 50), atol=3)
+    assert "timestamps_synthesized: the file stores no usable frame times; times are frame number / 25 frames/s" \
+        in stream.warnings
+
+
 def test_odd_frame_size_decodes(tmp_path):
     path = pattern_video(tmp_path / "odd.avi", n_frames=10, width=317, height=203, codec="mjpeg",
                          pix_fmt="yuvj444p")
