@@ -105,6 +105,11 @@ def read_header(path: Path) -> ContainerHeader:
 FALLBACK_FPS = 30.0  # the timeline's rate for a file that stores neither frame times nor a frame rate
 
 
+def timeline_rate(fps: float) -> float:
+    """The frame rate a file without frame times is timed by: its own where it states a plausible one."""
+    return fps if 0 < fps < 1000 else FALLBACK_FPS
+
+
 class TimeGrid:
     """Decides, frame by frame in presentation order, whether a frame starts the next sampling slot.
 
@@ -153,8 +158,7 @@ def sequential_frames(path: Path, sample_fps: float, max_side: int | None,
     number / frame rate, and `on_timed_by_rate` is told the rate.
     """
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    rate = fps if 0 < fps < 1000 else FALLBACK_FPS
+    rate = timeline_rate(capture.get(cv2.CAP_PROP_FPS))
     grid = TimeGrid(sample_fps)
     index, first, by_rate = 0, 0.0, False
     try:

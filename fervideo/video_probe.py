@@ -13,12 +13,12 @@ import numpy as np
 
 from fervideo.errors import InputVideoError
 from fervideo.video_container import (
-    FALLBACK_FPS,
     ContainerHeader,
     quiet_stderr,
     read_first_frame,
     read_header,
     rotate_clockwise,
+    timeline_rate,
 )
 from fervideo.video_decord import decoder_message, turn_still_needed, unpadded_rgb
 
@@ -27,13 +27,17 @@ from fervideo.video_decord import decoder_message, turn_still_needed, unpadded_r
 MAX_PLAUSIBLE_TIME_S = 1e6
 
 
+def plausible_times(times: np.ndarray) -> bool:
+    return bool(np.isfinite(times).all() and (np.abs(times) < MAX_PLAUSIBLE_TIME_S).all())
+
+
 def frame_timeline(start_times: np.ndarray, fps: float) -> tuple[np.ndarray, float | None]:
     """(frame start times, None) as decord indexed them, or, where the file stores none usable, (frame
     number / rate, rate): AVI stores no frame times at all, its frames being 1/fps apart by definition."""
     times = np.asarray(start_times, dtype=np.float64)
-    if np.isfinite(times).all() and (np.abs(times) < MAX_PLAUSIBLE_TIME_S).all():
+    if plausible_times(times):
         return times, None
-    rate = fps if 0 < fps < MAX_PLAUSIBLE_TIME_S else FALLBACK_FPS
+    rate = timeline_rate(fps)
     return np.arange(len(times)) / rate, rate
 
 
@@ -141,7 +145,7 @@ def probe_info(path: Path, header: ContainerHeader, reader, first: np.ndarray) -
         frame_count = len(reader)
         fps = float(reader.get_avg_fps())
         duration = float(reader.get_frame_timestamp(frame_count - 1)[1])
-        if frame_timeline(np.array([duration]), fps)[1] is not None:  # no usable times: see frame_timeline
+        if not plausible_times(np.array([duration])):  # no usable times: see frame_timeline
             duration = frame_count / fps if fps > 0 else 0.0
     else:
         frame_count, fps = header.frame_count, header.fps

@@ -85,6 +85,14 @@ def _chain(first, rest):
     yield from rest
 
 
+def assert_pattern_frames(indices: np.ndarray, frames: np.ndarray, atol: float = 3.0) -> None:
+    """Each decoded frame is the `pattern_frame` its index says (mean grey of the unmarked lower right, within
+    `atol` of lossy coding): frames checked by their content, whatever the decoder's own numbering."""
+    height, width = frames.shape[1:3]
+    grey = frames[:, height // 2:, width // 2:].mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(grey, 20 + 4 * (np.asarray(indices) % 50), atol=atol)
+
+
 def pattern_video(path: Path, n_frames: int = 60, width: int = 160, height: int = 120, fps: float = 30.0,
                   **kwargs) -> Path:
     return write_video(path, (pattern_frame(i, width, height) for i in range(n_frames)), fps=fps, **kwargs)
